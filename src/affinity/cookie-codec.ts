@@ -1,0 +1,123 @@
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+
+/**
+ * The signed affinity cookie (SPEC §3). Binary layout, base64url-encoded (66 characters):
+ *
+ *   0      version (1)
+ *   1..4   key id: first 4 bytes of SHA-256(secret), so verification picks the right secret
+ *   5..12  backend token: HMAC-SHA256(secret, "backend\0" + id)[0..8] (opaque: never the id or address)
+ *   13..24 session id (12 random bytes)
+ *   25..28 issued-at, seconds since epoch (u32 BE)
+ *   29..32 last-seen, seconds since epoch (u32 BE)
+ *   33..48 HMAC-SHA256(secret, bytes 0..32)[0..16]
+ *
+ * Everything needed to enforce maxIdle/maxLife is in the cookie: no server-side table.
+ */
+const VERSION = 1;
+const BODY = 33;
+const MAC = 16;
+const TOTAL = BODY + MAC;
+const ENCODED_LENGTH = Math.ceil((TOTAL * 4) / 3);
+
+export type RejectReason = 'malformed' | 'unknown-key' | 'bad-signature' | 'expired' | 'unknown-backend';
+
+export interface CookieClaims {
+  /** Backend token (16 hex chars). */
+  token: string;
+  sessionId: string;
+  issuedAt: number;
+  lastSeen: number;
+  keyId: string;
+}
+
+export type DecodeResult = { ok: true; claims: CookieClaims } | { ok: false; reason: RejectReason };
+
+interface Key {
+  id: Buffer;
+  idHex: string;
+  secret: string;
+}
+
+export interface CookieLimits {
+  /** ms */
+  maxIdle: number;
+  /** ms */
+  maxLife: number;
+}
+
+/** A fresh random session id (12 bytes, base64url). */
+export function newSessionId(): string {
+  return randomBytes(12).toString('base64url');
+}
+
+export class CookieCodec {
+  readonly #keys: Key[];
+  readonly #byId = new Map<string, Key>();
+
+  /** `secrets[0]` signs; every secret verifies (rotation with overlap). */
+  constructor(secrets: readonly string[]) {
+    if (secrets.length === 0) throw new Error('cookie affinity needs at least one secret');
+    this.#keys = secrets.map((secret) => {
+      const id = createHash('sha256').update(secret).digest().subarray(0, 4);
+      return { id, idHex: id.toString('hex'), secret };
+    });
+    for (const k of this.#keys) if (!this.#byId.has(k.idHex)) this.#byId.set(k.idHex, k);
+  }
+
+  /** The opaque token for a backend id under the signing key, and under each verifying key. */
+  tokenFor(backendId: string, keyId: string = this.#keys[0].idHex): string {
+    const key = this.#byId.get(keyId) ?? this.#keys[0];
+    return createHmac('sha256', key.secret).update('backend\0').update(backendId).digest().subarray(0, 8).toString('hex');
+  }
+
+  get signingKeyId(): string {
+    return this.#keys[0].idHex;
+  }
+
+  get keyIds(): string[] {
+    return [...this.#byId.keys()];
+  }
+
+  encode(claims: { backendId: string; sessionId?: string; issuedAt: number; lastSeen: number }): string {
+    const key = this.#keys[0];
+    const buf = Buffer.allocUnsafe(TOTAL);
+    buf[0] = VERSION;
+    key.id.copy(buf, 1);
+    Buffer.from(this.tokenFor(claims.backendId, key.idHex), 'hex').copy(buf, 5);
+    const sid = Buffer.from(claims.sessionId ?? newSessionId(), 'base64url');
+    if (sid.length !== 12) throw new Error('session id must be 12 bytes');
+    sid.copy(buf, 13);
+    buf.writeUInt32BE(Math.floor(claims.issuedAt / 1000) >>> 0, 25);
+    buf.writeUInt32BE(Math.floor(claims.lastSeen / 1000) >>> 0, 29);
+    createHmac('sha256', key.secret).update(buf.subarray(0, BODY)).digest().copy(buf, BODY, 0, MAC);
+    return buf.toString('base64url');
+  }
+
+  /** Verify signature and expiry. `now` in ms. Never throws on hostile input. */
+  decode(value: string, now: number, limits: CookieLimits): DecodeResult {
+    if (typeof value !== 'string' || value.length !== ENCODED_LENGTH) return { ok: false, reason: 'malformed' };
+    const buf = Buffer.from(value, 'base64url');
+    if (buf.length !== TOTAL || buf[0] !== VERSION || buf.toString('base64url') !== value) {
+      return { ok: false, reason: 'malformed' };
+    }
+    const key = this.#byId.get(buf.toString('hex', 1, 5));
+    if (!key) return { ok: false, reason: 'unknown-key' };
+    const mac = createHmac('sha256', key.secret).update(buf.subarray(0, BODY)).digest().subarray(0, MAC);
+    if (!timingSafeEqual(mac, buf.subarray(BODY))) return { ok: false, reason: 'bad-signature' };
+    const issuedAt = buf.readUInt32BE(25) * 1000;
+    const lastSeen = buf.readUInt32BE(29) * 1000;
+    if (now - lastSeen > limits.maxIdle || now - issuedAt > limits.maxLife || lastSeen < issuedAt) {
+      return { ok: false, reason: 'expired' };
+    }
+    return {
+      ok: true,
+      claims: {
+        token: buf.toString('hex', 5, 13),
+        sessionId: buf.subarray(13, 25).toString('base64url'),
+        issuedAt,
+        lastSeen,
+        keyId: key.idHex,
+      },
+    };
+  }
+}

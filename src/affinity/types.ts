@@ -1,0 +1,64 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Backend, RepinReason } from '../balancer/types.js';
+import type { PoolView } from '../balancer/registry.js';
+import type { RejectReason } from './cookie-codec.js';
+
+/** What affinity needs to know about a request (HTTP or WebSocket upgrade). */
+export interface RequestFacts {
+  headers: IncomingHttpHeaders;
+  /** Path and query as received. */
+  url: string;
+  /** Client address after trustedProxies. */
+  clientIp: string;
+}
+
+/**
+ * The result of reading a request's affinity identity (Envoy: read from the request, write to the
+ * response, in two separate calls).
+ */
+export type Lookup =
+  | { kind: 'none'; hashKey?: string }
+  | { kind: 'rejected'; reason: RejectReason; hashKey?: string }
+  | { kind: 'pinned'; backendId: string; session: SessionInfo; hashKey?: string };
+
+export interface SessionInfo {
+  id: string;
+  issuedAt: number;
+  lastSeen: number;
+}
+
+export type AffinityResult = 'hit' | 'new' | 'repin' | 'rejected';
+
+/** Where the request goes and why. Made by balancer/select.ts, the one place affinity and policy meet. */
+export interface Decision {
+  backend: Backend;
+  result: AffinityResult;
+  lookup: Lookup;
+  /** Set when result is 'repin': the backend the session was on and why it moved. */
+  repinnedFrom?: string;
+  repinReason?: RepinReason;
+  /** Hash mode: no key on the request, so the pool's balancing placed it. */
+  fallback?: boolean;
+}
+
+export interface Affinity {
+  readonly mode: 'cookie' | 'hash' | 'none';
+  /** Read the request's identity against the current view. Pure with respect to routing state. */
+  lookup(req: RequestFacts, view: PoolView): Lookup;
+  /**
+   * Place a request that has no usable pin. Returns undefined to let the pool's balancing
+   * policy decide (cookie and none modes always do; hash does when the request has no key).
+   */
+  place?(lookup: Lookup, view: PoolView): Backend | undefined;
+  /**
+   * Record the decision and return a Set-Cookie value when the client must get a new cookie.
+   * Never selects.
+   */
+  persist(decision: Decision, secure: boolean): string | undefined;
+  /** Live sessions per backend id (for drain progress). */
+  liveSessions(backendId: string): number;
+  /** Forget the sessions of a backend (its drain deadline passed, or it was removed). */
+  forgetBackend(backendId: string): void;
+  /** Periodic housekeeping (expired sessions). */
+  sweep(): void;
+}

@@ -1,0 +1,337 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { Pool, type Dispatcher } from 'undici';
+import type { SecureContextOptions } from 'node:tls';
+import type { LbConfig, PoolConfig, TlsConfig } from './config/types.js';
+import { Registry } from './balancer/registry.js';
+import { Balancer } from './balancer/balancer.js';
+import type { Affinity } from './affinity/types.js';
+import type { Backend } from './balancer/types.js';
+import { CookieAffinity } from './affinity/cookie.js';
+import { NoAffinity } from './affinity/none.js';
+import { Router } from './proxy/routes.js';
+import { trustList } from './proxy/cidr.js';
+import { createHttpHandler, type AccessRecord } from './proxy/http-handler.js';
+import { openListener, type Listener } from './proxy/listeners.js';
+import { loadTlsOptions, tlsFiles, watchTls } from './proxy/tls.js';
+import { FileStateStore } from './state/file-store.js';
+import { emptyState, type PersistedState, type StateStore } from './state/types.js';
+import { applyConfigDiff } from './reload.js';
+import { DrainMonitor } from './balancer/drain.js';
+import { ApiError } from './admin/errors.js';
+import { request } from 'undici';
+import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Control } from './admin/control.js';
+import { openAdminServer } from './admin/server.js';
+import { Insight } from './admin/insight.js';
+
+export interface AppOptions {
+  config: LbConfig;
+  logger: Logger;
+  now?: () => number;
+  random?: () => number;
+  store?: StateStore;
+  /** Re-reads the config for admin reloads; without it, reload re-applies the running config. */
+  loadConfig?: () => LbConfig;
+}
+
+/**
+ * The composition root: the only place that constructs things and wires events.
+ */
+export class App {
+  config: LbConfig;
+  readonly logger: Logger;
+  readonly registry: Registry;
+  readonly balancer: Balancer;
+  readonly store: StateStore;
+  readonly drains: DrainMonitor;
+  readonly now: () => number;
+  readonly listeners: Listener[] = [];
+  control?: Control;
+  admin?: http.Server;
+  state: PersistedState;
+  readonly #now: () => number;
+  #router: Router;
+  readonly #undo: Array<() => void> = [];
+  #stopping?: Promise<void>;
+
+  private constructor(o: Required<AppOptions>, state: PersistedState) {
+    this.config = o.config;
+    this.logger = o.logger;
+    this.store = o.store;
+    this.state = state;
+    this.#now = o.now;
+    this.now = o.now;
+    this.#router = new Router(o.config.routes);
+    this.registry = new Registry({
+      pools: { ...o.config.pools },
+      now: o.now,
+      makeDispatcher: ({ url, pool }) => this.#dispatcher(url, pool),
+    });
+    this.balancer = new Balancer({
+      registry: this.registry,
+      now: o.now,
+      random: o.random,
+      makeAffinity: (pool) => this.#affinity(pool),
+    });
+    for (const pool of Object.values(o.config.pools)) {
+      for (const b of pool.backends) this.registry.add({ id: b.id, pool: pool.name, url: b.url, weight: b.weight });
+    }
+    this.#applyOverlay(state);
+    this.drains = new DrainMonitor({ registry: this.registry, balancer: this.balancer, now: o.now });
+    this.#undo.push(() => this.drains.close());
+    this.registry.on('change', (e) => {
+      const from = 'from' in e ? e.from : undefined;
+      const to = 'to' in e ? e.to : undefined;
+      this.logger.info({ event: `backend.${e.type}`, backend: e.backend.id, pool: e.backend.pool, from, to }, `backend ${e.backend.id} ${e.type}`);
+    });
+  }
+
+  static async start(opts: AppOptions): Promise<App> {
+    const o: Required<AppOptions> = {
+      config: opts.config,
+      logger: opts.logger,
+      loadConfig: opts.loadConfig ?? (() => opts.config),
+      now: opts.now ?? Date.now,
+      random: opts.random ?? Math.random,
+      store: opts.store ?? new FileStateStore(resolve(opts.config.baseDir, opts.config.state.file)),
+    };
+    const state = (await o.store.load()) ?? emptyState();
+    const app = new App(o, state);
+    await app.#ensureCookieSecret();
+    await app.#listen();
+    if (o.config.admin.enabled) await app.#openAdmin(o.loadConfig);
+    const sweep = setInterval(() => app.balancer.sweep(), 5000);
+    sweep.unref();
+    app.#undo.push(() => clearInterval(sweep));
+    return app;
+  }
+
+  /** Port a listener is bound to, by name. */
+  port(name: string): number {
+    const l = this.listeners.find((x) => x.config.name === name);
+    if (!l) throw new Error(`no listener "${name}"`);
+    return l.port();
+  }
+
+  /** Apply a new config live (SIGHUP / admin reload). Invalid configs never reach here. */
+  reload(next: LbConfig): string[] {
+    const warnings = applyConfigDiff(this, next);
+    this.config = next;
+    this.#router = new Router(next.routes);
+    for (const w of warnings) this.logger.warn({ event: 'config.reload.warning' }, w);
+    this.reloadTls();
+    this.logger.info({ event: 'config.reloaded' }, 'configuration reloaded');
+    return warnings;
+  }
+
+  /** Write the admin overlay (every backend's admin state, weight, additions, removals) atomically. */
+  persistBackends(): Promise<void> {
+    const inConfig = this.#configIds();
+    const configured = new Map(Object.values(this.config.pools).flatMap((p) => p.backends.map((b) => [b.id, b])));
+    // Only what differs from the YAML is state; the rest keeps following the config.
+    const differs = (b: Backend): boolean => {
+      const c = configured.get(b.id);
+      return !c || c.weight !== b.weight || b.adminState !== 'active' || new URL(c.url).origin !== b.url.origin;
+    };
+    return this.persist((s) => {
+      s.backends = this.registry.all().filter(differs).map((b) => ({
+        id: b.id,
+        pool: b.pool,
+        url: b.url.origin,
+        weight: b.weight,
+        adminState: b.adminState,
+        ...(b.drainDeadline !== undefined ? { drainDeadline: b.drainDeadline } : {}),
+        ...(inConfig.has(b.id) ? {} : { added: true }),
+      }));
+      s.removed = [...inConfig].filter((id) => !this.registry.get(id));
+    });
+  }
+
+  /** Replace the admin overlay with an imported document (PUT /api/v1/state). */
+  async importState(doc: PersistedState): Promise<void> {
+    const keep = new Set([...doc.backends.map((b) => b.id)]);
+    const inConfig = this.#configIds();
+    for (const b of this.registry.all()) if (!inConfig.has(b.id) && !keep.has(b.id)) this.registry.remove(b.id);
+    for (const pool of Object.values(this.config.pools)) {
+      for (const b of pool.backends) {
+        if (!this.registry.get(b.id) && !doc.removed.includes(b.id)) this.registry.add({ id: b.id, pool: pool.name, url: b.url, weight: b.weight });
+      }
+    }
+    this.#applyOverlay(doc);
+    await this.persist((s) => {
+      s.backends = doc.backends;
+      s.removed = doc.removed;
+      if (doc.cookieSecret && !s.cookieSecret) s.cookieSecret = doc.cookieSecret;
+    });
+  }
+
+  /** One health probe of a would-be backend (admin `add --check`). */
+  async probe(origin: string, pool: string): Promise<void> {
+    const hc = this.config.pools[pool].healthCheck;
+    try {
+      const res = await request(origin + hc.path, { method: 'GET', headersTimeout: hc.timeout, bodyTimeout: hc.timeout, signal: AbortSignal.timeout(hc.timeout) });
+      await res.body.dump();
+      if (res.statusCode < hc.expectStatus.min || res.statusCode > hc.expectStatus.max) {
+        throw new ApiError('LB_BACKEND_UNHEALTHY', `health probe of ${origin}${hc.path} answered ${res.statusCode}`);
+      }
+    } catch (err) {
+      if (err instanceof ApiError) throw err;
+      throw new ApiError('LB_BACKEND_UNHEALTHY', `health probe of ${origin}${hc.path} failed: ${(err as Error).message}`);
+    }
+  }
+
+  #configIds(): Set<string> {
+    return new Set(Object.values(this.config.pools).flatMap((p) => p.backends.map((b) => b.id)));
+  }
+
+  /** Admin changes are state on top of the YAML config: apply them over the config's backends. */
+  #applyOverlay(state: PersistedState): void {
+    for (const id of state.removed) this.registry.remove(id);
+    for (const b of state.backends) {
+      if (!this.config.pools[b.pool]) {
+        this.logger.warn({ event: 'state.skipped', backend: b.id, pool: b.pool }, `state: pool "${b.pool}" no longer exists; backend ${b.id} skipped`);
+        continue;
+      }
+      const running = this.registry.get(b.id);
+      if (!running) {
+        if (!b.added) continue;
+        this.registry.add({ id: b.id, pool: b.pool, url: b.url, weight: b.weight });
+      } else this.registry.setWeight(b.id, b.weight);
+      this.registry.setAdminState(b.id, b.adminState, { deadline: b.drainDeadline });
+    }
+  }
+
+  /** Re-read the shared certificate; a bad file keeps the current one. */
+  reloadTls(): void {
+    const https = this.listeners.filter((l) => l.config.tls);
+    for (const l of https) {
+      try {
+        l.setSecureContext(loadTlsOptions(l.config.tls!, this.config.baseDir));
+      } catch (err) {
+        this.logger.error({ event: 'tls.reload.failed', err: (err as Error).message }, 'certificate reload failed; keeping the current one');
+        return;
+      }
+    }
+    if (https.length) this.logger.info({ event: 'tls.reloaded' }, 'certificate reloaded');
+  }
+
+  /** Graceful stop: stop accepting, let in-flight requests finish within the grace period. */
+  stop(grace = this.config.timeouts.gracePeriod): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.logger.info({ event: 'lb.stopping', grace }, 'stopping');
+      for (const undo of this.#undo.splice(0)) undo();
+      const admin = this.admin;
+      await Promise.all([
+        ...this.listeners.map((l) => l.close(grace)),
+        admin ? new Promise<void>((r) => { admin.close(() => r()); admin.closeAllConnections(); }) : undefined,
+      ]);
+      await this.registry.close();
+      await this.store.close();
+      this.logger.info({ event: 'lb.stopped' }, 'stopped');
+    })();
+    return this.#stopping;
+  }
+
+  /** Persist the current state document (atomic). */
+  async persist(mutate: (s: PersistedState) => void): Promise<void> {
+    const next = structuredClone(this.state);
+    mutate(next);
+    next.version++;
+    next.updatedAt = new Date(this.#now()).toISOString();
+    await this.store.save(next);
+    this.state = next;
+  }
+
+  async #ensureCookieSecret(): Promise<void> {
+    const needs = Object.values(this.config.pools).some((p) => p.affinity.mode === 'cookie' && p.affinity.cookie.secrets.length === 0);
+    if (!needs || this.state.cookieSecret) return;
+    await this.persist((s) => {
+      s.cookieSecret = randomBytes(32).toString('base64url');
+    });
+    // Affinities were built before the secret existed: rebuild those that use it.
+    for (const pool of Object.values(this.config.pools)) if (pool.affinity.mode === 'cookie') this.balancer.setPool(pool);
+  }
+
+  #affinity(pool: PoolConfig): Affinity {
+    switch (pool.affinity.mode) {
+      case 'cookie': {
+        const configured = pool.affinity.cookie.secrets;
+        const secrets = configured.length ? configured : [this.state?.cookieSecret ?? randomBytes(32).toString('base64url')];
+        return new CookieAffinity({ config: pool.affinity.cookie, secrets, now: this.#now });
+      }
+      case 'hash':
+      case 'none':
+        return new NoAffinity();
+    }
+  }
+
+  #dispatcher(url: URL, pool: PoolConfig): Dispatcher {
+    const t = this.config.timeouts;
+    return new Pool(url.origin, {
+      connections: 256,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      headersTimeout: t.backendResponse,
+      bodyTimeout: t.backendResponse,
+      connect: {
+        timeout: t.connect,
+        rejectUnauthorized: !pool.tlsInsecure,
+        ...(pool.tlsCa ? { ca: readFileSync(resolve(this.config.baseDir, pool.tlsCa)) } : {}),
+      },
+    });
+  }
+
+  async #listen(): Promise<void> {
+    const trust = trustList(this.config.trustedProxies);
+    const onAccess = (rec: AccessRecord): void => this.logger.info({ access: true, ...rec });
+    for (const cfg of this.config.listeners) {
+      const handler = createHttpHandler(cfg, {
+        balancer: this.balancer,
+        route: (facts) => this.#router.poolFor(facts, cfg),
+        trust,
+        timeouts: this.config.timeouts,
+        retries: this.config.retries,
+        forwarded: this.config.forwarded,
+        now: this.#now,
+        onAccess,
+      });
+      const listener = await openListener(cfg, {
+        timeouts: this.config.timeouts,
+        tls: cfg.tls ? this.#tls(cfg.tls) : undefined,
+        onRequest: (req, res) => void handler(req, res),
+      });
+      this.listeners.push(listener);
+      this.logger.info({ event: 'listener.open', listener: cfg.name, protocol: cfg.protocol, port: listener.port() }, `listening on ${cfg.host}:${listener.port()}`);
+    }
+  }
+
+  async #openAdmin(loadConfig: () => LbConfig): Promise<void> {
+    const a = this.config.admin;
+    this.control = new Control(this, loadConfig);
+    this.admin = await openAdminServer({
+      control: this.control,
+      insight: new Insight(this),
+      host: a.host,
+      port: a.port,
+      token: a.token || process.env.LB_ADMIN_TOKEN || undefined,
+      ready: () => !this.#stopping,
+      onChange: (what, detail) => this.logger.info({ event: `admin.${what}`, ...detail }, `admin ${what}`),
+    });
+    const port = (this.admin.address() as AddressInfo).port;
+    this.logger.info({ event: 'admin.open', port }, `admin API on http://${a.host}:${port}`);
+  }
+
+  adminPort(): number {
+    return (this.admin?.address() as AddressInfo).port;
+  }
+
+  #tls(cfg: TlsConfig): SecureContextOptions {
+    const opts = loadTlsOptions(cfg, this.config.baseDir);
+    if (cfg.watch) this.#undo.push(watchTls(tlsFiles(cfg, this.config.baseDir), () => this.reloadTls()));
+    return opts;
+  }
+}

@@ -1,0 +1,194 @@
+import { EventEmitter } from 'node:events';
+import type { Dispatcher } from 'undici';
+import type { PoolConfig } from '../config/types.js';
+import { acceptsNew, health, type AdminState, type Backend, type Health } from './types.js';
+
+export interface BackendSpec {
+  id: string;
+  pool: string;
+  url: string;
+  weight: number;
+}
+
+/** One announcement per real transition (edge-triggered, STYLE rule 5). */
+export type RegistryEvent =
+  | { type: 'added'; backend: Backend }
+  | { type: 'removed'; backend: Backend }
+  | { type: 'weight'; backend: Backend; from: number; to: number }
+  | { type: 'admin'; backend: Backend; from: AdminState; to: AdminState }
+  | { type: 'health'; backend: Backend; from: Health; to: Health; source: 'active' | 'passive' }
+  | { type: 'version'; backend: Backend; from?: string; to?: string };
+
+/** The immutable view of a pool that the hot path reads; rebuilt on every change. */
+export interface PoolView {
+  readonly name: string;
+  readonly config: PoolConfig;
+  readonly all: readonly Backend[];
+  readonly byId: ReadonlyMap<string, Backend>;
+  /** Backends that may take new sessions, in id order. */
+  readonly eligible: readonly Backend[];
+  readonly generation: number;
+}
+
+export interface RegistryDeps {
+  pools: Record<string, PoolConfig>;
+  makeDispatcher: (b: { id: string; url: URL; pool: PoolConfig }) => Dispatcher;
+  now: () => number;
+}
+
+/**
+ * The one writer of backend state. Admin state comes from operators, health flags from
+ * checkers; both only change through these methods, which report whether anything changed
+ * and emit one 'change' event per transition. Views are recomputed per change, never per request.
+ */
+export class Registry extends EventEmitter<{ change: [RegistryEvent]; view: [PoolView] }> {
+  readonly #deps: RegistryDeps;
+  readonly #backends = new Map<string, Backend>();
+  readonly #views = new Map<string, PoolView>();
+  #generation = 0;
+
+  constructor(deps: RegistryDeps) {
+    super();
+    this.#deps = { ...deps, pools: { ...deps.pools } };
+    for (const name of Object.keys(deps.pools)) this.#rebuild(name);
+  }
+
+  /** Replace a pool's config (config reload); backends are changed separately. */
+  setPoolConfig(config: PoolConfig): void {
+    this.#deps.pools[config.name] = config;
+    this.#rebuild(config.name);
+  }
+
+  pools(): PoolView[] {
+    return [...this.#views.values()];
+  }
+
+  view(pool: string): PoolView | undefined {
+    return this.#views.get(pool);
+  }
+
+  get(id: string): Backend | undefined {
+    return this.#backends.get(id);
+  }
+
+  all(): Backend[] {
+    return [...this.#backends.values()];
+  }
+
+  add(spec: BackendSpec): Backend {
+    const pool = this.#deps.pools[spec.pool];
+    if (!pool) throw new Error(`unknown pool "${spec.pool}"`);
+    if (this.#backends.has(spec.id)) throw new Error(`backend "${spec.id}" exists`);
+    const url = new URL(spec.url);
+    const backend: Backend = {
+      id: spec.id,
+      pool: spec.pool,
+      url,
+      origin: url.origin,
+      weight: spec.weight,
+      adminState: 'active',
+      activeHealth: pool.healthCheck.enabled ? 'unknown' : 'healthy',
+      passiveDown: false,
+      healthySince: this.#deps.now(),
+      inFlight: 0,
+      websockets: 0,
+      dispatcher: this.#deps.makeDispatcher({ id: spec.id, url, pool }),
+    };
+    this.#backends.set(spec.id, backend);
+    this.#changed(spec.pool, { type: 'added', backend });
+    return backend;
+  }
+
+  /** Stop selecting now; in-flight requests finish, then the connection pool closes. */
+  remove(id: string): Backend | undefined {
+    const backend = this.#backends.get(id);
+    if (!backend) return undefined;
+    this.#backends.delete(id);
+    this.#changed(backend.pool, { type: 'removed', backend });
+    backend.dispatcher.close().catch(() => undefined);
+    return backend;
+  }
+
+  setWeight(id: string, weight: number): boolean {
+    const b = this.#backends.get(id);
+    if (!b || b.weight === weight) return false;
+    const from = b.weight;
+    b.weight = weight;
+    this.#changed(b.pool, { type: 'weight', backend: b, from, to: weight });
+    return true;
+  }
+
+  setAdminState(id: string, to: AdminState, opts: { deadline?: number } = {}): boolean {
+    const b = this.#backends.get(id);
+    if (!b) return false;
+    if (to === 'draining') {
+      b.drainDeadline = opts.deadline;
+      if (b.adminState !== 'draining') b.drainStartedAt = this.#deps.now();
+    } else if (to !== 'drained') {
+      b.drainStartedAt = undefined;
+      b.drainDeadline = undefined;
+    }
+    if (b.adminState === to) return false;
+    const from = b.adminState;
+    b.adminState = to;
+    this.#changed(b.pool, { type: 'admin', backend: b, from, to });
+    return true;
+  }
+
+  setActiveHealth(id: string, to: Health): boolean {
+    return this.#setHealth(id, 'active', (b) => {
+      b.activeHealth = to;
+    });
+  }
+
+  setPassiveDown(id: string, down: boolean): boolean {
+    return this.#setHealth(id, 'passive', (b) => {
+      b.passiveDown = down;
+    });
+  }
+
+  setVersion(id: string, version: string | undefined): boolean {
+    const b = this.#backends.get(id);
+    if (!b || b.version === version) return false;
+    const from = b.version;
+    b.version = version;
+    this.#changed(b.pool, { type: 'version', backend: b, from, to: version });
+    return true;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.all().map((b) => b.dispatcher.close().catch(() => undefined)));
+  }
+
+  #setHealth(id: string, source: 'active' | 'passive', apply: (b: Backend) => void): boolean {
+    const b = this.#backends.get(id);
+    if (!b) return false;
+    const from = health(b);
+    apply(b);
+    const to = health(b);
+    if (from === to) return false;
+    if (to === 'healthy') b.healthySince = this.#deps.now();
+    this.#changed(b.pool, { type: 'health', backend: b, from, to, source });
+    return true;
+  }
+
+  #changed(pool: string, event: RegistryEvent): void {
+    this.#rebuild(pool);
+    this.emit('change', event);
+  }
+
+  #rebuild(pool: string): void {
+    const config = this.#deps.pools[pool];
+    const all = [...this.#backends.values()].filter((b) => b.pool === pool).sort((a, b) => (a.id < b.id ? -1 : 1));
+    const view: PoolView = Object.freeze({
+      name: pool,
+      config,
+      all: Object.freeze(all),
+      byId: new Map(all.map((b) => [b.id, b])),
+      eligible: Object.freeze(all.filter(acceptsNew)),
+      generation: ++this.#generation,
+    });
+    this.#views.set(pool, view);
+    this.emit('view', view);
+  }
+}

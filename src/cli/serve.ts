@@ -1,0 +1,76 @@
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { App } from '../app.js';
+import { loadConfigFile } from '../config/load.js';
+import type { LbConfig } from '../config/types.js';
+import { createLogger } from '../log.js';
+import { startDemoServer, type DemoServer } from '../demo/app-server.js';
+
+/** The package root (…/dist/cli → …), where config/ ships. */
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/**
+ * Run lb in the foreground until SIGTERM/SIGINT (graceful stop, exit 0). SIGHUP re-reads the
+ * config file: a valid one is applied live, an invalid one is logged and changes nothing.
+ */
+export async function serve(configFile: string, extra: { onStop?: () => Promise<void>; config?: LbConfig } = {}): Promise<number> {
+  const config = extra.config ?? loadConfigFile(configFile);
+  const logger = createLogger(config.log.level);
+  let app: App;
+  try {
+    app = await App.start({ config, logger, loadConfig: () => loadConfigFile(configFile) });
+  } catch (err) {
+    logger.flush();
+    throw err;
+  }
+  return new Promise<number>((resolveExit) => {
+    const stop = (signal: string): void => {
+      logger.info({ event: 'signal', signal }, `${signal}: graceful stop`);
+      void app
+        .stop()
+        .then(() => extra.onStop?.())
+        .then(() => {
+          logger.flush();
+          resolveExit(0);
+        });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      try {
+        app.reload(loadConfigFile(configFile));
+      } catch (err) {
+        logger.error({ event: 'config.reload.rejected', error: (err as Error).message }, 'reload rejected; the running config is unchanged');
+      }
+    });
+  });
+}
+
+/** `lb demo`: three demo app servers (ports from config/demo.yaml) and lb in front of them. */
+export async function demo(configFile = resolve(PACKAGE_ROOT, 'config', 'demo.yaml')): Promise<number> {
+  const config = loadConfigFile(configFile);
+  const servers: DemoServer[] = [];
+  for (const pool of Object.values(config.pools)) {
+    for (const b of pool.backends) {
+      const url = new URL(b.url);
+      servers.push(await startDemoServer(b.id, Number(url.port), url.hostname));
+    }
+  }
+  const web = config.listeners[0];
+  const base = `http://${web.host === '0.0.0.0' ? '127.0.0.1' : web.host}:${web.port}`;
+  process.stdout.write(
+    [
+      `lb demo: ${servers.map((s) => `${s.id} on 127.0.0.1:${s.port}`).join(', ')}; lb on ${base}`,
+      'Try:',
+      `  curl -c /tmp/jar -b /tmp/jar ${base}/     # repeat: same server, the visit count grows`,
+      `  curl ${base}/                             # no cookie jar: a new session each time, spread over the servers`,
+      config.admin.enabled ? `  curl http://${config.admin.host}:${config.admin.port}/api/v1/backends` : '',
+      config.admin.enabled ? `  npx lb drain node-3 --wait               # drain without logging anyone out` : '',
+      'Ctrl-C stops everything.',
+      '',
+    ]
+      .filter((l) => l !== '')
+      .join('\n') + '\n',
+  );
+  return serve(configFile, { config, onStop: async () => void (await Promise.all(servers.map((s) => s.close()))) });
+}

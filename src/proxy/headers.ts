@@ -1,0 +1,176 @@
+import { randomUUID } from 'node:crypto';
+import { withoutCookie } from '../affinity/cookie-header.js';
+
+/**
+ * Request header transforms (node-http-proxy's passes, STYLE rule 7): small named functions in
+ * one explicit ordered list. The pipeline copies the client's raw headers once into a fresh
+ * flat [name, value, …] list that it owns; each step edits only that list, never the request.
+ */
+export type HeaderList = string[];
+
+export interface HeaderContext {
+  /** Peer address of the client socket. */
+  peer: string;
+  /** Whether the peer is a trusted proxy whose X-Forwarded-* we keep. */
+  trusted: boolean;
+  proto: 'http' | 'https';
+  /** Port of the listener that took the request. */
+  port: number;
+  affinityCookie?: string;
+  repinned?: string;
+  requestId: string;
+  forwarded: boolean;
+}
+
+/** RFC 9110 §7.6.1 hop-by-hop fields, plus legacy ones. */
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade',
+  'proxy-authorization', 'proxy-authenticate',
+  // Node answers `Expect: 100-continue` itself; the backend gets the body without it.
+  'expect',
+]);
+
+/** Fields a client may not remove by naming them in Connection: lb adds or relies on them. */
+const PROTECTED = new Set([
+  'host', 'cookie', 'authorization', 'content-length', 'content-type', 'x-request-id', 'x-forwarded-for',
+  'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded',
+]);
+
+/** Fields lb sets itself; a client's copies are dropped (unless from a trusted proxy, for X-Forwarded-*). */
+const LB_OWNED = new Set(['x-lb-repinned']);
+const FORWARDED_FIELDS = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded']);
+
+export function get(h: HeaderList, name: string): string | undefined {
+  for (let i = 0; i < h.length; i += 2) if (h[i].length === name.length && h[i].toLowerCase() === name) return h[i + 1];
+  return undefined;
+}
+
+function remove(h: HeaderList, name: string): HeaderList {
+  const out: HeaderList = [];
+  for (let i = 0; i < h.length; i += 2) if (h[i].toLowerCase() !== name) out.push(h[i], h[i + 1]);
+  return out;
+}
+
+function set(h: HeaderList, name: string, value: string): HeaderList {
+  const out = remove(h, name);
+  out.push(name, value);
+  return out;
+}
+
+/** Names listed in Connection (RFC 9110 §7.6.1), minus the protected ones. */
+export function connectionListed(raw: readonly string[]): Set<string> {
+  const listed = new Set<string>();
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].toLowerCase() !== 'connection') continue;
+    for (const token of raw[i + 1].split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name && !PROTECTED.has(name)) listed.add(name);
+    }
+  }
+  return listed;
+}
+
+/** Copy, dropping hop-by-hop fields, those named in Connection, and lb-owned/untrusted forwarding fields. */
+export function stripHopByHop(raw: readonly string[], ctx: HeaderContext): HeaderList {
+  const listed = connectionListed(raw);
+  const out: HeaderList = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    if (HOP_BY_HOP.has(name) || LB_OWNED.has(name)) continue;
+    if (listed.size > 0 && listed.has(name)) continue;
+    if (!ctx.trusted && FORWARDED_FIELDS.has(name)) continue;
+    out.push(raw[i], raw[i + 1]);
+  }
+  return out;
+}
+
+export function stripAffinityCookie(h: HeaderList, ctx: HeaderContext): HeaderList {
+  if (!ctx.affinityCookie) return h;
+  const out: HeaderList = [];
+  for (let i = 0; i < h.length; i += 2) {
+    if (h[i].toLowerCase() !== 'cookie') {
+      out.push(h[i], h[i + 1]);
+      continue;
+    }
+    const rest = withoutCookie(h[i + 1], ctx.affinityCookie);
+    if (rest !== undefined) out.push(h[i], rest);
+  }
+  return out;
+}
+
+/** Append the peer to X-Forwarded-For (a trusted proxy's chain is kept; otherwise it was dropped above). */
+export function forwardedFor(h: HeaderList, ctx: HeaderContext): HeaderList {
+  const prior: string[] = [];
+  for (let i = 0; i < h.length; i += 2) if (h[i].toLowerCase() === 'x-forwarded-for') prior.push(h[i + 1]);
+  const chain = prior.length ? `${prior.join(', ')}, ${ctx.peer}` : ctx.peer;
+  return set(h, 'x-forwarded-for', chain);
+}
+
+export function forwardedProtoHostPort(h: HeaderList, ctx: HeaderContext): HeaderList {
+  let out = h;
+  if (!get(out, 'x-forwarded-proto')) out = set(out, 'x-forwarded-proto', ctx.proto);
+  const host = get(out, 'host');
+  if (host !== undefined && !get(out, 'x-forwarded-host')) out = set(out, 'x-forwarded-host', host);
+  if (!get(out, 'x-forwarded-port')) out = set(out, 'x-forwarded-port', String(ctx.port));
+  return out;
+}
+
+/** RFC 7239 `Forwarded`, when enabled. */
+export function rfc7239(h: HeaderList, ctx: HeaderContext): HeaderList {
+  if (!ctx.forwarded) return h;
+  const forIp = ctx.peer.includes(':') ? `"[${ctx.peer}]"` : ctx.peer;
+  const host = get(h, 'host');
+  const element = `for=${forIp};proto=${ctx.proto}${host ? `;host="${host.replace(/["\\]/g, '')}"` : ''}`;
+  const prior = get(h, 'forwarded');
+  return set(h, 'forwarded', prior ? `${prior}, ${element}` : element);
+}
+
+export function requestIdHeader(h: HeaderList, ctx: HeaderContext): HeaderList {
+  return get(h, 'x-request-id') === ctx.requestId ? h : set(h, 'x-request-id', ctx.requestId);
+}
+
+export function repinnedHeader(h: HeaderList, ctx: HeaderContext): HeaderList {
+  return ctx.repinned ? set(h, 'x-lb-repinned', ctx.repinned) : h;
+}
+
+type Step = (h: HeaderList, ctx: HeaderContext) => HeaderList;
+
+/** The order is the contract: strip first, then add, so nothing a client sends can remove what lb adds. */
+export const REQUEST_PIPELINE: readonly Step[] = [
+  stripAffinityCookie,
+  forwardedFor,
+  forwardedProtoHostPort,
+  rfc7239,
+  requestIdHeader,
+  repinnedHeader,
+];
+
+export function requestHeaders(raw: readonly string[], ctx: HeaderContext): HeaderList {
+  let h = stripHopByHop(raw, ctx);
+  for (const step of REQUEST_PIPELINE) h = step(h, ctx);
+  return h;
+}
+
+const REQUEST_ID_OK = /^[\x21-\x7e]{1,200}$/;
+
+/** Keep a sane incoming X-Request-Id, else generate one. */
+export function requestIdOf(incoming: string | string[] | undefined): string {
+  const v = Array.isArray(incoming) ? incoming[0] : incoming;
+  return v !== undefined && REQUEST_ID_OK.test(v) ? v : randomUUID();
+}
+
+/** Response fields that must not be relayed (RFC 9110 §7.6.1); Node frames the response itself. */
+export function responseHeaders(
+  headers: Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> {
+  const listed = new Set<string>();
+  const conn = headers.connection;
+  if (conn) for (const t of String(conn).split(',')) listed.add(t.trim().toLowerCase());
+  const out: Record<string, string | string[]> = {};
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}

@@ -1,0 +1,181 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { BlockList } from 'node:net';
+import type { ListenerConfig, RetryConfig, TimeoutsConfig } from '../config/types.js';
+import type { Balancer, PoolRuntime } from '../balancer/balancer.js';
+import type { Decision } from '../affinity/types.js';
+import type { Backend } from '../balancer/types.js';
+import { LbError } from '../util/errors.js';
+import { clientAddress, isTrusted, normalizeIp } from './cidr.js';
+import { requestHeaders, requestIdOf, type HeaderContext } from './headers.js';
+import { forward, type ForwardOutcome } from './forward.js';
+import type { RouteFacts } from './routes.js';
+import { sendError } from './respond.js';
+
+export interface AccessRecord {
+  method: string;
+  path: string;
+  status: number;
+  pool?: string;
+  backend?: string;
+  affinity?: string;
+  reason?: string;
+  fallback?: boolean;
+  ms: number;
+  bytes: number;
+  reqId: string;
+  retries: number;
+  error?: string;
+}
+
+export interface ProxyDeps {
+  balancer: Balancer;
+  /** The pool for a request: routes first, then the listener's pool. */
+  route: (facts: RouteFacts) => string | undefined;
+  trust: BlockList;
+  timeouts: TimeoutsConfig;
+  retries: RetryConfig;
+  forwarded: boolean;
+  now: () => number;
+  onAccess: (rec: AccessRecord) => void;
+  /** Reports each attempt's outcome per backend (passive health, metrics). */
+  onAttempt?: (backend: Backend, outcome: ForwardOutcome) => void;
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** Body-less by framing: no Content-Length (or 0) and no Transfer-Encoding. */
+export function hasBody(req: IncomingMessage): boolean {
+  const cl = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
+}
+
+export function repinnedValue(d: Decision): string | undefined {
+  return d.result === 'repin' ? `${d.repinnedFrom}; reason=${d.repinReason}` : undefined;
+}
+
+/** The HTTP request path: route → affinity+policy → header transforms → forward (the only I/O). */
+export function createHttpHandler(listener: ListenerConfig, deps: ProxyDeps) {
+  const proto = listener.protocol;
+  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = deps.now();
+    const reqId = requestIdOf(req.headers['x-request-id']);
+    const method = req.method ?? 'GET';
+    const path = req.url ?? '/';
+    const rec: AccessRecord = { method, path, status: 0, ms: 0, bytes: 0, reqId, retries: 0 };
+    const log = (): void => {
+      rec.ms = deps.now() - started;
+      deps.onAccess(rec);
+    };
+    try {
+      const poolName = deps.route({ method, path, headers: req.headers, listener: listener.name });
+      const pool = poolName === undefined ? undefined : deps.balancer.pool(poolName);
+      if (!pool) throw new LbError('LB_NO_BACKEND', 'no pool for this request');
+      rec.pool = pool.name;
+      const peer = normalizeIp(req.socket.remoteAddress);
+      const facts = { headers: req.headers, url: path, clientIp: clientAddress(deps.trust, peer, req.headers['x-forwarded-for']) };
+      const decision = deps.balancer.decide(pool, facts);
+      if (!decision) throw new LbError('LB_NO_BACKEND', 'no backend available');
+      if (decision.result === 'repin' && pool.config.affinity.strict) {
+        throw new LbError('LB_AFFINITY_STRICT', `session backend unavailable (${decision.repinReason})`);
+      }
+      const ctx: HeaderContext = {
+        peer,
+        trusted: isTrusted(deps.trust, peer),
+        proto,
+        port: req.socket.localPort ?? listener.port,
+        affinityCookie: pool.config.affinity.mode === 'cookie' ? pool.config.affinity.cookie.name : undefined,
+        requestId: reqId,
+        forwarded: deps.forwarded,
+      };
+      await proxyWithRetries({ req, res, pool, decision, ctx, rec, deps, proto });
+    } catch (err) {
+      const e = err instanceof LbError ? err : new LbError('LB_BACKEND_PROTOCOL', 'internal error', { cause: err });
+      rec.status = e.status;
+      rec.error = e.code;
+      sendError(res, e, reqId);
+    } finally {
+      if (res.writableFinished || res.destroyed) log();
+      else res.once('close', log);
+    }
+  };
+}
+
+interface Attempt {
+  req: IncomingMessage;
+  res: ServerResponse;
+  pool: PoolRuntime;
+  decision: Decision;
+  ctx: HeaderContext;
+  rec: AccessRecord;
+  deps: ProxyDeps;
+  proto: 'http' | 'https';
+}
+
+async function proxyWithRetries(a: Attempt): Promise<void> {
+  const { req, res, pool, deps, rec } = a;
+  let decision = a.decision;
+  const body = hasBody(req);
+  const retryable = IDEMPOTENT.has(rec.method) && !body;
+  const deadline = deps.now() + deps.retries.budget;
+  const tried = new Set<Backend>();
+  for (;;) {
+    const backend = decision.backend;
+    tried.add(backend);
+    rec.backend = backend.id;
+    rec.affinity = decision.result;
+    rec.reason = decision.repinReason;
+    rec.fallback = decision.fallback || undefined;
+    const headers = requestHeaders(req.rawHeaders, { ...a.ctx, repinned: repinnedValue(decision) });
+    const current = decision;
+    backend.inFlight++;
+    let outcome: ForwardOutcome;
+    try {
+      outcome = await forward({
+        dispatcher: backend.dispatcher,
+        req,
+        res,
+        path: rec.path,
+        headers,
+        hasBody: body,
+        timeout: deps.timeouts.backendResponse,
+        onResponse: (_status, out) => {
+          const cookie = pool.affinity.persist(current, a.proto === 'https');
+          if (cookie) addSetCookie(out, cookie);
+        },
+      });
+    } finally {
+      backend.inFlight--;
+    }
+    deps.onAttempt?.(backend, outcome);
+    if (outcome.ok || outcome.responded) {
+      rec.status = outcome.status;
+      rec.bytes = outcome.bytes;
+      if (!outcome.ok) rec.error = outcome.error.code;
+      return;
+    }
+    if (res.destroyed) {
+      rec.status = 499;
+      rec.error = 'LB_CLIENT_CLOSED';
+      return;
+    }
+    const next = retryable && outcome.error.code === 'LB_BACKEND_CONNECT' && deps.now() < deadline && rec.retries < deps.retries.tries
+      ? deps.balancer.retryTarget(pool, tried)
+      : undefined;
+    if (!next) throw outcome.error;
+    rec.retries++;
+    decision = retried(decision, next);
+  }
+}
+
+/** A retry moves the request (and a pinned session) to another backend: a repin for reason down. */
+function retried(d: Decision, next: Backend): Decision {
+  if (d.lookup.kind !== 'pinned') return { ...d, backend: next };
+  return { ...d, backend: next, result: 'repin', repinnedFrom: d.lookup.backendId, repinReason: 'down' };
+}
+
+/** Adds lb's cookie; marks the response private unless the app chose caching itself (HAProxy `nocache`). */
+function addSetCookie(out: Record<string, string | string[]>, cookie: string): void {
+  const prior = out['set-cookie'];
+  out['set-cookie'] = prior === undefined ? [cookie] : Array.isArray(prior) ? [...prior, cookie] : [prior, cookie];
+  if (out['cache-control'] === undefined) out['cache-control'] = 'private';
+}

@@ -1,0 +1,27 @@
+import type { ServerResponse } from 'node:http';
+import type { LbError } from '../util/errors.js';
+
+const TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+/** A short plain-text error answer; if the response already started, abort the connection instead. */
+export function sendError(res: ServerResponse, err: LbError, reqId: string): void {
+  if (res.headersSent) {
+    res.destroy(err);
+    return;
+  }
+  if (res.destroyed) return;
+  const body = `${err.status} ${TEXT[err.status] ?? 'Error'}: ${err.message}\n`;
+  res.writeHead(err.status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'x-request-id': reqId,
+  });
+  res.end(body);
+}

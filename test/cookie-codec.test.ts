@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { CookieCodec } from '../src/affinity/cookie-codec.js';
+import { readCookie, withoutCookie } from '../src/affinity/cookie-header.js';
+
+const limits = { maxIdle: 30 * 60_000, maxLife: 12 * 3600_000 };
+const T0 = 1_700_000_000_000;
+
+describe('signed affinity cookie', () => {
+  const codec = new CookieCodec(['s3cret-one']);
+  const value = codec.encode({ backendId: 'node-3', issuedAt: T0, lastSeen: T0 });
+
+  it('round-trips and names the backend only by an opaque token', () => {
+    const d = codec.decode(value, T0 + 1000, limits);
+    expect(d.ok).toBe(true);
+    if (!d.ok) return;
+    expect(d.claims.token).toBe(codec.tokenFor('node-3'));
+    expect(Buffer.from(value, 'base64url').toString('latin1')).not.toContain('node-3');
+    expect(value).toMatch(/^[A-Za-z0-9_-]{66}$/);
+  });
+
+  it('gives every new session its own id', () => {
+    const a = codec.decode(codec.encode({ backendId: 'n', issuedAt: T0, lastSeen: T0 }), T0, limits);
+    const b = codec.decode(codec.encode({ backendId: 'n', issuedAt: T0, lastSeen: T0 }), T0, limits);
+    expect(a.ok && b.ok && a.claims.sessionId !== b.claims.sessionId).toBe(true);
+  });
+
+  const flip = (v: string, i: number): string => {
+    const buf = Buffer.from(v, 'base64url');
+    buf[i] ^= 1;
+    return buf.toString('base64url');
+  };
+
+  it.each([
+    { name: 'empty', v: '', now: T0, reason: 'malformed' },
+    { name: 'garbage', v: 'not-a-cookie', now: T0, reason: 'malformed' },
+    { name: 'right length, bad base64', v: '!'.repeat(66), now: T0, reason: 'malformed' },
+    { name: 'tampered backend token', v: flip(value, 6), now: T0, reason: 'bad-signature' },
+    { name: 'tampered last-seen', v: flip(value, 32), now: T0, reason: 'bad-signature' },
+    { name: 'tampered mac', v: flip(value, 40), now: T0, reason: 'bad-signature' },
+    { name: 'foreign key', v: new CookieCodec(['other']).encode({ backendId: 'node-3', issuedAt: T0, lastSeen: T0 }), now: T0, reason: 'unknown-key' },
+    { name: 'idle past maxIdle', v: value, now: T0 + limits.maxIdle + 1000, reason: 'expired' },
+    {
+      name: 'older than maxLife though recently seen',
+      v: codec.encode({ backendId: 'node-3', issuedAt: T0, lastSeen: T0 + limits.maxLife }),
+      now: T0 + limits.maxLife + 2000,
+      reason: 'expired',
+    },
+  ])('rejects $name as $reason', ({ v, now, reason }) => {
+    expect(codec.decode(v, now, limits)).toEqual({ ok: false, reason });
+  });
+
+  it('rotates keys: the first signs, all verify', () => {
+    const old = new CookieCodec(['old-key']);
+    const rotated = new CookieCodec(['new-key', 'old-key']);
+    const legacy = old.encode({ backendId: 'node-1', issuedAt: T0, lastSeen: T0 });
+    const d = rotated.decode(legacy, T0, limits);
+    expect(d.ok && d.claims.token === rotated.tokenFor('node-1', d.claims.keyId)).toBe(true);
+    const fresh = rotated.encode({ backendId: 'node-1', issuedAt: T0, lastSeen: T0 });
+    expect(old.decode(fresh, T0, limits)).toEqual({ ok: false, reason: 'unknown-key' });
+  });
+});
+
+describe('cookie header helpers', () => {
+  it.each([
+    { h: 'a=1; lb_affinity=XYZ; b=2', v: 'XYZ', rest: 'a=1; b=2' },
+    { h: 'lb_affinity=XYZ', v: 'XYZ', rest: undefined },
+    { h: 'x_lb_affinity=1; b=2', v: undefined, rest: 'x_lb_affinity=1; b=2' },
+    { h: 'a=1;lb_affinity=;b', v: '', rest: 'a=1; b' },
+  ])('$h', ({ h, v, rest }) => {
+    expect(readCookie(h, 'lb_affinity')).toBe(v);
+    expect(withoutCookie(h, 'lb_affinity')).toBe(rest);
+  });
+});

@@ -1,0 +1,239 @@
+import net from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { Readable } from 'node:stream';
+import { deadPort, startBackend, type TestBackend } from './helpers/backends.js';
+import { startLb } from './helpers/lb.js';
+import { get, testAgent } from './helpers/client.js';
+
+function yaml(backends: Array<{ id: string; url: string }>, extra = '', poolExtra = ''): string {
+  return `
+listeners:
+  - { name: web, port: 0, host: 127.0.0.1, pool: app }
+pools:
+  app:
+    affinity: { mode: none }
+    balance: round-robin
+${poolExtra}
+    backends:
+${backends.length ? backends.map((b) => `      - { id: ${b.id}, url: "${b.url}" }`).join('\n') : '      []'}
+admin: { enabled: false }
+state: { file: "\${DIR}/state.json" }
+${extra}
+`;
+}
+
+/** Send raw bytes, return everything the server answers until it closes or goes quiet. */
+function raw(port: number, text: string, quietMs = 300): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write(text));
+    let out = '';
+    let timer = setTimeout(() => s.destroy(), quietMs * 10);
+    s.on('data', (d) => {
+      out += d.toString('latin1');
+      clearTimeout(timer);
+      timer = setTimeout(() => s.destroy(), quietMs);
+    });
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+    s.on('error', () => undefined);
+  });
+}
+
+describe('forwarding', () => {
+  it('removes hop-by-hop headers, including those named in Connection, but never what lb adds', async () => {
+    const b = await startBackend('n1');
+    const lb = await startLb(yaml([b]));
+    await raw(
+      lb.port(),
+      'GET /x HTTP/1.1\r\nHost: example.test\r\nConnection: keep-alive, X-Secret, X-Forwarded-For, X-Request-Id, Cookie\r\n' +
+        'X-Secret: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\nUpgrade: h2c\r\nCookie: app=1\r\n\r\n',
+    );
+    const h = b.seen[0].headers;
+    for (const name of ['x-secret', 'keep-alive', 'te', 'proxy-connection', 'upgrade']) expect(h[name], name).toBeUndefined();
+    expect(h.connection).not.toMatch(/x-secret/i);
+    expect(h['x-forwarded-for']).toBe('127.0.0.1');
+    expect(h['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(h.cookie).toBe('app=1');
+    expect(h.host).toBe('example.test');
+    expect(h['x-forwarded-host']).toBe('example.test');
+    expect(h['x-forwarded-proto']).toBe('http');
+    expect(h['x-forwarded-port']).toBe(String(lb.port()));
+  });
+
+  it('replaces X-Forwarded-* from untrusted clients and appends for trusted proxies', async () => {
+    const b = await startBackend('n1');
+    const untrusted = await startLb(yaml([b]));
+    await get(`${untrusted.url}/`, { headers: { 'x-forwarded-for': '6.6.6.6', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil' } });
+    expect(b.seen[0].headers['x-forwarded-for']).toBe('127.0.0.1');
+    expect(b.seen[0].headers['x-forwarded-proto']).toBe('http');
+    expect(b.seen[0].headers['x-forwarded-host']).toBe(`127.0.0.1:${untrusted.port()}`);
+
+    const trusted = await startLb(yaml([b], 'trustedProxies: ["127.0.0.0/8"]\nforwarded: true'));
+    await get(`${trusted.url}/`, { headers: { 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https' } });
+    const h = b.seen[1].headers;
+    expect(h['x-forwarded-for']).toBe('203.0.113.7, 127.0.0.1');
+    expect(h['x-forwarded-proto']).toBe('https');
+    expect(h.forwarded).toBe(`for=127.0.0.1;proto=http;host="127.0.0.1:${trusted.port()}"`);
+  });
+
+  it('keeps a sane X-Request-Id and generates one otherwise', async () => {
+    const b = await startBackend('n1');
+    const lb = await startLb(yaml([b]));
+    await get(`${lb.url}/`, { headers: { 'x-request-id': 'abc-123' } });
+    await get(`${lb.url}/`);
+    expect(b.seen[0].headers['x-request-id']).toBe('abc-123');
+    expect(b.seen[1].headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('streams 1 GiB up and 1 GiB down with flat memory', async () => {
+    const b = await startBackend('n1');
+    const lb = await startLb(yaml([b]));
+    const GiB = 1024 ** 3;
+    const before = process.memoryUsage().rss;
+    let peak = before;
+    const sample = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+    try {
+      const chunk = Buffer.alloc(1024 * 1024, 98);
+      let sent = 0;
+      const body = new Readable({
+        read() {
+          if (sent >= GiB) return void this.push(null);
+          sent += chunk.length;
+          this.push(chunk);
+        },
+      });
+      const up = await request(`${lb.url}/upload`, { method: 'POST', body, headers: { 'content-length': String(GiB) } });
+      expect(await up.body.json()).toEqual({ id: 'n1', bytes: GiB });
+      const down = await request(`${lb.url}/bytes?n=${GiB}`);
+      let got = 0;
+      for await (const c of down.body) got += (c as Buffer).length;
+      expect(got).toBe(GiB);
+    } finally {
+      clearInterval(sample);
+    }
+    // Client, lb and backend share this process: buffering either body would add ≥ 1 GiB.
+    expect(peak - before).toBeLessThan(256 * 1024 * 1024);
+  });
+
+  it('passes trailers and 103 Early Hints through', async () => {
+    const b = await startBackend('n1', {
+      handler: (_req, res) => {
+        res.writeEarlyHints({ link: '</style.css>; rel=preload' });
+        res.writeHead(200, { trailer: 'x-checksum', 'content-type': 'text/plain' });
+        res.write('hello');
+        res.addTrailers({ 'x-checksum': 'abc' });
+        res.end();
+      },
+    });
+    const lb = await startLb(yaml([b]));
+    const out = await raw(lb.port(), 'GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n');
+    expect(out).toMatch(/^HTTP\/1\.1 103 Early Hints\r\n[Ll]ink: <\/style\.css>; rel=preload/);
+    expect(out).toContain('HTTP/1.1 200 OK');
+    expect(out).toMatch(/x-checksum: abc\r\n/i);
+  });
+});
+
+describe('failures get the right status with a short body, never a hang', () => {
+  it('503 when the pool has no backend', async () => {
+    const lb = await startLb(yaml([]));
+    const r = await get(`${lb.url}/`);
+    expect(r.status).toBe(503);
+    expect(r.body).toBe('503 Service Unavailable: no backend available\n');
+  });
+
+  it('retries a refused GET on another backend, but answers a refused POST with 502', async () => {
+    const dead = { id: 'dead', url: `http://127.0.0.1:${await deadPort()}` };
+    const live = await startBackend('live');
+    const lb = await startLb(yaml([dead, live]));
+    for (let i = 0; i < 4; i++) {
+      const r = await get(`${lb.url}/`);
+      expect(r.status).toBe(200);
+      expect(r.json().id).toBe('live');
+    }
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await get(`${lb.url}/upload`, { method: 'POST', body: 'x' })).status);
+    // Round-robin alternates: the POSTs placed on the dead backend get 502, the others succeed.
+    expect(statuses.filter((s) => s === 502).length).toBe(2);
+    expect(statuses.filter((s) => s === 200).length).toBe(2);
+    const retried = lb.logs().filter((l) => l.access && (l.retries as number) > 0);
+    expect(retried.length).toBe(2);
+  });
+
+  it('504 when the backend does not answer within backendResponse', async () => {
+    const b = await startBackend('slow');
+    const lb = await startLb(yaml([b], 'timeouts: { backendResponse: 300ms }'));
+    const r = await get(`${lb.url}/slow?ms=3000`);
+    expect(r.status).toBe(504);
+    expect(r.body).toMatch(/^504 Gateway Timeout/);
+  });
+
+  it('a backend that dies mid-response aborts the client connection (no truncated body presented as complete)', async () => {
+    const b = await startBackend('n1', {
+      handler: (_req, res) => {
+        res.writeHead(200, { 'content-length': 1000 });
+        res.write('x'.repeat(100));
+        setTimeout(() => res.socket?.destroy(), 50);
+      },
+    });
+    const lb = await startLb(yaml([b]));
+    const r = await request(`${lb.url}/`);
+    expect(r.statusCode).toBe(200);
+    await expect(r.body.text()).rejects.toThrow();
+  });
+});
+
+describe('routes', () => {
+  it('sends reads under /reports/ to replicas and everything else to the primary (first match wins)', async () => {
+    const primary = await startBackend('primary');
+    const replica = await startBackend('replica');
+    const lb = await startLb(`
+listeners:
+  - { name: web, port: 0, host: 127.0.0.1, pool: app }
+routes:
+  - match: { methods: [POST], pathPrefix: /reports/admin/ }
+    pool: app
+  - match: { methods: [GET, HEAD, OPTIONS], pathPrefix: /reports/ }
+    pool: replicas
+  - match: { header: { name: X-Replica, value: "yes" } }
+    pool: replicas
+pools:
+  app:
+    affinity: { mode: none }
+    backends: [ { id: primary, url: "${primary.url}" } ]
+  replicas:
+    affinity: { mode: none }
+    backends: [ { id: replica, url: "${replica.url}" } ]
+admin: { enabled: false }
+state: { file: "\${DIR}/state.json" }
+`);
+    const where = async (method: string, path: string, headers: Record<string, string> = {}) =>
+      (await get(`${lb.url}${path}`, { method, headers })).headers['x-backend'];
+    expect(await where('GET', '/reports/q1')).toBe('replica');
+    expect(await where('HEAD', '/reports/q1')).toBe('replica');
+    expect(await where('POST', '/reports/q1')).toBe('primary');
+    expect(await where('POST', '/reports/admin/x')).toBe('primary');
+    expect(await where('GET', '/app')).toBe('primary');
+    expect(await where('GET', '/app', { 'x-replica': 'yes' })).toBe('replica');
+  });
+});
+
+describe('access log', () => {
+  it('writes one line per request with the fields operators need, and no cookie values', async () => {
+    const b = await startBackend('n1');
+    const lb = await startLb(yaml([b]));
+    await get(`${lb.url}/hello?x=1`, { headers: { cookie: 'secret=abc', authorization: 'Bearer t0ps3cret' } });
+    await new Promise((r) => setTimeout(r, 50));
+    const lines = lb.logs().filter((l) => l.access);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ method: 'GET', path: '/hello?x=1', status: 200, pool: 'app', backend: 'n1', affinity: 'new' });
+    expect(typeof lines[0].ms).toBe('number');
+    expect(lines[0].bytes).toBeGreaterThan(0);
+    expect(lines[0].reqId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(JSON.stringify(lb.logs())).not.toMatch(/t0ps3cret|secret=abc/);
+  });
+});
+
+export type { TestBackend };

@@ -27,6 +27,10 @@ import type { AddressInfo } from 'node:net';
 import { Control } from './admin/control.js';
 import { openAdminServer } from './admin/server.js';
 import { Insight } from './admin/insight.js';
+import { WsRegistry } from './ws/registry.js';
+import { createUpgradeHandler } from './ws/upgrade.js';
+import { CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART } from './ws/frames.js';
+import type { RouteFacts } from './proxy/routes.js';
 
 export interface AppOptions {
   config: LbConfig;
@@ -48,6 +52,7 @@ export class App {
   readonly balancer: Balancer;
   readonly store: StateStore;
   readonly drains: DrainMonitor;
+  readonly websockets: WsRegistry;
   readonly now: () => number;
   readonly listeners: Listener[] = [];
   control?: Control;
@@ -83,10 +88,21 @@ export class App {
     this.#applyOverlay(state);
     this.drains = new DrainMonitor({ registry: this.registry, balancer: this.balancer, now: o.now });
     this.#undo.push(() => this.drains.close());
+    this.websockets = new WsRegistry(o.random);
+    // At a drain deadline, the backend's WebSocket clients get 1012 Service Restart, spread over time.
+    this.drains.on('deadline', (b) => {
+      this.logger.info({ event: 'drain.deadline', backend: b.id, websockets: b.websockets }, `drain deadline of ${b.id}`);
+      void this.websockets.closeWhere((x) => x === b, CLOSE_SERVICE_RESTART, this.config.websocket.closeRate);
+    });
     this.registry.on('change', (e) => {
       const from = 'from' in e ? e.from : undefined;
       const to = 'to' in e ? e.to : undefined;
       this.logger.info({ event: `backend.${e.type}`, backend: e.backend.id, pool: e.backend.pool, from, to }, `backend ${e.backend.id} ${e.type}`);
+      // maint stops all traffic at once: its WebSockets are closed (1012) without waiting for a deadline;
+      // a removed backend's tunnels are ended the same way.
+      if ((e.type === 'admin' && e.to === 'maint') || e.type === 'removed') {
+        void this.websockets.closeWhere((x) => x === e.backend, CLOSE_SERVICE_RESTART, this.config.websocket.closeRate);
+      }
     });
   }
 
@@ -224,10 +240,14 @@ export class App {
     this.#stopping ??= (async () => {
       this.logger.info({ event: 'lb.stopping', grace }, 'stopping');
       for (const undo of this.#undo.splice(0)) undo();
+      // WebSockets get 1001 Going Away, spread at closeRate but finished within the grace period.
+      const rate = Math.max(this.config.websocket.closeRate, this.websockets.size / Math.max(0.001, (grace * 0.5) / 1000));
+      const closing = this.websockets.closeWhere(() => true, CLOSE_GOING_AWAY, rate);
       const admin = this.admin;
       await Promise.all([
         ...this.listeners.map((l) => l.close(grace)),
         admin ? new Promise<void>((r) => { admin.close(() => r()); admin.closeAllConnections(); }) : undefined,
+        closing,
       ]);
       await this.registry.close();
       await this.store.close();
@@ -269,6 +289,13 @@ export class App {
     }
   }
 
+  #backendTls(pool: PoolConfig): { rejectUnauthorized: boolean; ca?: Buffer } {
+    return {
+      rejectUnauthorized: !pool.tlsInsecure,
+      ...(pool.tlsCa ? { ca: readFileSync(resolve(this.config.baseDir, pool.tlsCa)) } : {}),
+    };
+  }
+
   #dispatcher(url: URL, pool: PoolConfig): Dispatcher {
     const t = this.config.timeouts;
     return new Pool(url.origin, {
@@ -277,11 +304,7 @@ export class App {
       keepAliveTimeout: 30_000,
       headersTimeout: t.backendResponse,
       bodyTimeout: t.backendResponse,
-      connect: {
-        timeout: t.connect,
-        rejectUnauthorized: !pool.tlsInsecure,
-        ...(pool.tlsCa ? { ca: readFileSync(resolve(this.config.baseDir, pool.tlsCa)) } : {}),
-      },
+      connect: { timeout: t.connect, ...this.#backendTls(pool) },
     });
   }
 
@@ -289,20 +312,22 @@ export class App {
     const trust = trustList(this.config.trustedProxies);
     const onAccess = (rec: AccessRecord): void => this.logger.info({ access: true, ...rec });
     for (const cfg of this.config.listeners) {
-      const handler = createHttpHandler(cfg, {
+      const deps = {
         balancer: this.balancer,
-        route: (facts) => this.#router.poolFor(facts, cfg),
+        route: (facts: RouteFacts) => this.#router.poolFor(facts, cfg),
         trust,
         timeouts: this.config.timeouts,
         retries: this.config.retries,
         forwarded: this.config.forwarded,
         now: this.#now,
         onAccess,
-      });
+      };
+      const handler = createHttpHandler(cfg, deps);
       const listener = await openListener(cfg, {
         timeouts: this.config.timeouts,
         tls: cfg.tls ? this.#tls(cfg.tls) : undefined,
         onRequest: (req, res) => void handler(req, res),
+        onUpgrade: createUpgradeHandler(cfg, { ...deps, registry: this.websockets, backendTls: (p) => this.#backendTls(p.config) }),
       });
       this.listeners.push(listener);
       this.logger.info({ event: 'listener.open', listener: cfg.name, protocol: cfg.protocol, port: listener.port() }, `listening on ${cfg.host}:${listener.port()}`);

@@ -46,7 +46,15 @@ describe('signed affinity cookie', () => {
       reason: 'expired',
     },
   ])('rejects $name as $reason', ({ v, now, reason }) => {
-    expect(codec.decode(v, now, limits)).toEqual({ ok: false, reason });
+    expect(codec.decode(v, now, limits)).toMatchObject({ ok: false, reason });
+  });
+
+  it('an authentic cookie idle past maxIdle still carries its claims, for sessions held by a WebSocket', () => {
+    const d = codec.decode(value, T0 + limits.maxIdle + 1000, limits);
+    expect(d.ok).toBe(false);
+    const fresh = codec.decode(value, T0, limits);
+    expect(fresh.ok && !d.ok && d.idleClaims).toEqual(fresh.ok && fresh.claims);
+    expect(codec.decode(flip(value, 40), T0 + limits.maxIdle + 1000, limits)).toEqual({ ok: false, reason: 'bad-signature' });
   });
 
   it('rotates keys: the first signs, all verify', () => {

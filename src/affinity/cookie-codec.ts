@@ -30,7 +30,9 @@ export interface CookieClaims {
   keyId: string;
 }
 
-export type DecodeResult = { ok: true; claims: CookieClaims } | { ok: false; reason: RejectReason };
+export type DecodeResult =
+  | { ok: true; claims: CookieClaims }
+  | { ok: false; reason: RejectReason; /** authentic but idle too long: a held session (open WebSocket) may still honour it */ idleClaims?: CookieClaims };
 
 interface Key {
   id: Buffer;
@@ -106,18 +108,15 @@ export class CookieCodec {
     if (!timingSafeEqual(mac, buf.subarray(BODY))) return { ok: false, reason: 'bad-signature' };
     const issuedAt = buf.readUInt32BE(25) * 1000;
     const lastSeen = buf.readUInt32BE(29) * 1000;
-    if (now - lastSeen > limits.maxIdle || now - issuedAt > limits.maxLife || lastSeen < issuedAt) {
-      return { ok: false, reason: 'expired' };
-    }
-    return {
-      ok: true,
-      claims: {
-        token: buf.toString('hex', 5, 13),
-        sessionId: buf.subarray(13, 25).toString('base64url'),
-        issuedAt,
-        lastSeen,
-        keyId: key.idHex,
-      },
+    const claims: CookieClaims = {
+      token: buf.toString('hex', 5, 13),
+      sessionId: buf.subarray(13, 25).toString('base64url'),
+      issuedAt,
+      lastSeen,
+      keyId: key.idHex,
     };
+    if (now - issuedAt > limits.maxLife || lastSeen < issuedAt) return { ok: false, reason: 'expired' };
+    if (now - lastSeen > limits.maxIdle) return { ok: false, reason: 'expired', idleClaims: claims };
+    return { ok: true, claims };
   }
 }

@@ -1,6 +1,6 @@
 import type { CookieAffinityConfig } from '../config/types.js';
 import type { PoolView } from '../balancer/registry.js';
-import { CookieCodec, newSessionId } from './cookie-codec.js';
+import { CookieCodec, newSessionId, type RejectReason } from './cookie-codec.js';
 import { readCookie, serializeSetCookie } from './cookie-header.js';
 import { SessionTable } from './sessions.js';
 import type { Affinity, Decision, Lookup, RequestFacts } from './types.js';
@@ -49,10 +49,13 @@ export class CookieAffinity implements Affinity {
     const raw = readCookie(req.headers.cookie, this.#config.name);
     if (raw === undefined) return { kind: 'none' };
     const decoded = this.codec.decode(raw, this.#now(), this.#config);
-    if (!decoded.ok) return { kind: 'rejected', reason: decoded.reason };
-    const backendId = this.#tokenMap(view, decoded.claims.keyId).get(decoded.claims.token);
-    if (backendId === undefined) return { kind: 'rejected', reason: 'unknown-backend' };
-    const { sessionId: id, issuedAt, lastSeen } = decoded.claims;
+    const claims = decoded.ok ? decoded.claims : decoded.idleClaims;
+    if (!claims) return { kind: 'rejected', reason: (decoded as { reason: RejectReason }).reason };
+    const backendId = this.#tokenMap(view, claims.keyId).get(claims.token);
+    if (backendId === undefined) return { kind: 'rejected', reason: decoded.ok ? 'unknown-backend' : 'expired' };
+    // Idle by the cookie's clock, but kept alive server-side (an open WebSocket): still valid.
+    if (!decoded.ok && !this.#sessions.isLive(claims.sessionId, backendId)) return { kind: 'rejected', reason: 'expired' };
+    const { sessionId: id, issuedAt, lastSeen } = claims;
     return { kind: 'pinned', backendId, session: { id, issuedAt, lastSeen } };
   }
 
@@ -60,10 +63,11 @@ export class CookieAffinity implements Affinity {
     const now = this.#now();
     const pinned = d.lookup.kind === 'pinned' ? d.lookup.session : undefined;
     const fresh = d.result === 'hit' && pinned !== undefined && now - pinned.lastSeen < this.#config.maxIdle / 4;
-    const issuedAt = pinned && d.result !== 'rejected' ? pinned.issuedAt : now;
+    const issuedAt = pinned ? pinned.issuedAt : now;
     const lastSeen = fresh ? pinned!.lastSeen : now;
     // A rejected cookie's session id is not trusted: the client starts a new session.
-    const sessionId = pinned && d.result !== 'rejected' ? pinned.id : newSessionId();
+    const sessionId = pinned ? pinned.id : newSessionId();
+    d.sessionId = sessionId;
     const value = fresh ? undefined : this.codec.encode({ backendId: d.backend.id, sessionId, issuedAt, lastSeen });
     const expiresAt = Math.min(lastSeen + this.#config.maxIdle, issuedAt + this.#config.maxLife);
     this.#sessions.touch(sessionId, d.backend.id, expiresAt);
@@ -75,6 +79,11 @@ export class CookieAffinity implements Affinity {
   #retire(id: string): void {
     this.#retired.add(id);
     if (this.#retired.size > 1000) this.#retired.delete(this.#retired.values().next().value!);
+  }
+
+  hold(d: Decision): () => void {
+    if (!d.sessionId) return () => undefined;
+    return this.#sessions.hold(d.sessionId, d.backend.id, this.#config.maxIdle);
   }
 
   liveSessions(backendId: string): number {

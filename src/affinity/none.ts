@@ -9,6 +9,9 @@ export class NoAffinity implements Affinity {
   persist(): undefined {
     return undefined;
   }
+  hold(): () => void {
+    return () => undefined;
+  }
   liveSessions(): number {
     return 0;
   }

@@ -4,7 +4,7 @@
  * come back with a valid pin, which is what "drained" promises.
  */
 export class SessionTable {
-  readonly #entries = new Map<string, { backend: string; expiresAt: number }>();
+  readonly #entries = new Map<string, { backend: string; expiresAt: number; holds?: number }>();
   readonly #counts = new Map<string, number>();
   readonly #now: () => number;
 
@@ -16,13 +16,38 @@ export class SessionTable {
     const prev = this.#entries.get(sessionId);
     if (prev) {
       if (prev.backend === backend) {
-        prev.expiresAt = expiresAt;
+        if (!prev.holds) prev.expiresAt = Math.max(prev.expiresAt, expiresAt);
         return;
       }
       this.#dec(prev.backend);
     }
     this.#entries.set(sessionId, { backend, expiresAt });
     this.#counts.set(backend, (this.#counts.get(backend) ?? 0) + 1);
+  }
+
+  /** Is this session still live on this backend (e.g. held by an open WebSocket)? */
+  isLive(sessionId: string, backend: string): boolean {
+    const e = this.#entries.get(sessionId);
+    return e !== undefined && e.backend === backend && e.expiresAt > this.#now();
+  }
+
+  /**
+   * Keep a session alive while something long-lived (a WebSocket) uses it; the undo lets it
+   * idle out from then on (HAProxy #1480: a WebSocket user must not lose the session).
+   */
+  hold(sessionId: string, backend: string, idleMs: number): () => void {
+    this.touch(sessionId, backend, Infinity);
+    const e = this.#entries.get(sessionId)!;
+    e.holds = (e.holds ?? 0) + 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const cur = this.#entries.get(sessionId);
+      if (!cur || cur.backend !== backend) return;
+      cur.holds = (cur.holds ?? 1) - 1;
+      if (cur.holds <= 0) cur.expiresAt = this.#now() + idleMs;
+    };
   }
 
   count(backend: string): number {

@@ -39,6 +39,8 @@ export interface Decision {
   repinReason?: RepinReason;
   /** Hash mode: no key on the request, so the pool's balancing placed it. */
   fallback?: boolean;
+  /** The session identity after persist() (cookie session id or hash key). */
+  sessionId?: string;
 }
 
 export interface Affinity {
@@ -55,6 +57,8 @@ export interface Affinity {
    * Never selects.
    */
   persist(decision: Decision, secure: boolean): string | undefined;
+  /** Keep the decision's session alive while a WebSocket uses it; returns the release. */
+  hold(decision: Decision): () => void;
   /** Live sessions per backend id (for drain progress). */
   liveSessions(backendId: string): number;
   /** Forget the sessions of a backend (its drain deadline passed, or it was removed). */

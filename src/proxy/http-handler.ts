@@ -25,6 +25,7 @@ export interface AccessRecord {
   reqId: string;
   retries: number;
   error?: string;
+  websocket?: boolean;
 }
 
 export interface ProxyDeps {
@@ -53,6 +54,42 @@ export function repinnedValue(d: Decision): string | undefined {
   return d.result === 'repin' ? `${d.repinnedFrom}; reason=${d.repinReason}` : undefined;
 }
 
+export interface Resolved {
+  pool: PoolRuntime;
+  decision: Decision;
+  ctx: HeaderContext;
+}
+
+/**
+ * Route, read affinity, place: everything before I/O, shared by HTTP requests and WebSocket
+ * upgrades so both follow the same routes and affinity. Throws LbError (503) when nothing fits.
+ */
+export function resolveRequest(listener: ListenerConfig, deps: ProxyDeps, req: IncomingMessage, reqId: string): Resolved {
+  const method = req.method ?? 'GET';
+  const path = req.url ?? '/';
+  const poolName = deps.route({ method, path, headers: req.headers, listener: listener.name });
+  const pool = poolName === undefined ? undefined : deps.balancer.pool(poolName);
+  if (!pool) throw new LbError('LB_NO_BACKEND', 'no pool for this request');
+  const peer = normalizeIp(req.socket.remoteAddress);
+  const facts = { headers: req.headers, url: path, clientIp: clientAddress(deps.trust, peer, req.headers['x-forwarded-for']) };
+  const decision = deps.balancer.decide(pool, facts);
+  if (!decision) throw new LbError('LB_NO_BACKEND', 'no backend available');
+  if (decision.result === 'repin' && pool.config.affinity.strict) {
+    throw new LbError('LB_AFFINITY_STRICT', `session backend unavailable (${decision.repinReason})`);
+  }
+  const ctx: HeaderContext = {
+    peer,
+    trusted: isTrusted(deps.trust, peer),
+    proto: listener.protocol,
+    port: req.socket.localPort ?? listener.port,
+    affinityCookie: pool.config.affinity.mode === 'cookie' ? pool.config.affinity.cookie.name : undefined,
+    requestId: reqId,
+    forwarded: deps.forwarded,
+    repinned: repinnedValue(decision),
+  };
+  return { pool, decision, ctx };
+}
+
 /** The HTTP request path: route → affinity+policy → header transforms → forward (the only I/O). */
 export function createHttpHandler(listener: ListenerConfig, deps: ProxyDeps) {
   const proto = listener.protocol;
@@ -67,26 +104,8 @@ export function createHttpHandler(listener: ListenerConfig, deps: ProxyDeps) {
       deps.onAccess(rec);
     };
     try {
-      const poolName = deps.route({ method, path, headers: req.headers, listener: listener.name });
-      const pool = poolName === undefined ? undefined : deps.balancer.pool(poolName);
-      if (!pool) throw new LbError('LB_NO_BACKEND', 'no pool for this request');
+      const { pool, decision, ctx } = resolveRequest(listener, deps, req, reqId);
       rec.pool = pool.name;
-      const peer = normalizeIp(req.socket.remoteAddress);
-      const facts = { headers: req.headers, url: path, clientIp: clientAddress(deps.trust, peer, req.headers['x-forwarded-for']) };
-      const decision = deps.balancer.decide(pool, facts);
-      if (!decision) throw new LbError('LB_NO_BACKEND', 'no backend available');
-      if (decision.result === 'repin' && pool.config.affinity.strict) {
-        throw new LbError('LB_AFFINITY_STRICT', `session backend unavailable (${decision.repinReason})`);
-      }
-      const ctx: HeaderContext = {
-        peer,
-        trusted: isTrusted(deps.trust, peer),
-        proto,
-        port: req.socket.localPort ?? listener.port,
-        affinityCookie: pool.config.affinity.mode === 'cookie' ? pool.config.affinity.cookie.name : undefined,
-        requestId: reqId,
-        forwarded: deps.forwarded,
-      };
       await proxyWithRetries({ req, res, pool, decision, ctx, rec, deps, proto });
     } catch (err) {
       const e = err instanceof LbError ? err : new LbError('LB_BACKEND_PROTOCOL', 'internal error', { cause: err });

@@ -1,5 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 
 /**
  * Make sure the peer programs a benchmark compares against are installed (Debian packages).
@@ -15,4 +17,13 @@ export function ensurePeers(peers: Array<{ bin: string; pkg: string }>): void {
   console.error(`installing ${missing.map((p) => p.pkg).join(', ')} with apt-get…`);
   execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
   execFileSync('apt-get', ['install', '-y', '-qq', ...missing.map((p) => p.pkg)], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+}
+
+/** A port that was free a moment ago (for configs that need a fixed port). */
+export async function freePort(): Promise<number> {
+  const s = http.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const p = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return p;
 }

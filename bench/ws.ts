@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
-import { ensurePeers } from './peers.js';
+import { ensurePeers, freePort } from './peers.js';
 
 const args = process.argv.slice(2);
 const role = args[0];
@@ -145,14 +145,6 @@ async function waitPort(port: number): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`port ${port} never answered`);
-}
-
-async function freePort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
 }
 
 interface Row {

@@ -14,6 +14,7 @@ import { NoAffinity } from './affinity/none.js';
 import { Router } from './proxy/routes.js';
 import { trustList } from './proxy/cidr.js';
 import { createHttpHandler, type AccessRecord } from './proxy/http-handler.js';
+import type { ForwardOutcome } from './proxy/forward.js';
 import { openListener, type Listener } from './proxy/listeners.js';
 import { loadTlsOptions, tlsFiles, watchTls } from './proxy/tls.js';
 import { FileStateStore } from './state/file-store.js';
@@ -31,6 +32,8 @@ import { WsRegistry } from './ws/registry.js';
 import { createUpgradeHandler } from './ws/upgrade.js';
 import { CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART } from './ws/frames.js';
 import type { RouteFacts } from './proxy/routes.js';
+import { ActiveChecker } from './health/active.js';
+import { PassiveHealth } from './health/passive.js';
 
 export interface AppOptions {
   config: LbConfig;
@@ -53,6 +56,10 @@ export class App {
   readonly store: StateStore;
   readonly drains: DrainMonitor;
   readonly websockets: WsRegistry;
+  readonly health: ActiveChecker;
+  readonly passive: PassiveHealth;
+  /** Per pool, the last announced version situation (see #checkVersions). */
+  readonly #versionState = new Map<string, string>();
   readonly now: () => number;
   readonly listeners: Listener[] = [];
   control?: Control;
@@ -83,7 +90,7 @@ export class App {
       makeAffinity: (pool) => this.#affinity(pool),
     });
     for (const pool of Object.values(o.config.pools)) {
-      for (const b of pool.backends) this.registry.add({ id: b.id, pool: pool.name, url: b.url, weight: b.weight });
+      for (const b of pool.backends) this.registry.add({ id: b.id, pool: pool.name, url: b.url, weight: b.weight, rampFrom: 0 });
     }
     this.#applyOverlay(state);
     this.drains = new DrainMonitor({ registry: this.registry, balancer: this.balancer, now: o.now });
@@ -94,10 +101,26 @@ export class App {
       this.logger.info({ event: 'drain.deadline', backend: b.id, websockets: b.websockets }, `drain deadline of ${b.id}`);
       void this.websockets.closeWhere((x) => x === b, CLOSE_SERVICE_RESTART, this.config.websocket.closeRate);
     });
+    const poolConfig = (p: string): PoolConfig | undefined => this.registry.view(p)?.config;
+    this.health = new ActiveChecker({ registry: this.registry, config: (p) => poolConfig(p)?.healthCheck, random: o.random, now: o.now });
+    this.#undo.push(() => this.health.close());
+    this.health.on('probe', (r) =>
+      this.logger.debug({ event: 'health.probe', backend: r.backend.id, ok: r.ok, ms: r.ms, reason: r.reason, version: r.version }, 'health probe'),
+    );
+    this.passive = new PassiveHealth({
+      registry: this.registry,
+      config: (p) => poolConfig(p)?.passiveHealth,
+      recheck: async (b) => (await this.health.probeNow(b))?.ok,
+    });
+    this.#undo.push(() => this.passive.close());
+    this.registry.on('change', (e) => {
+      if (e.type === 'version' || e.type === 'added' || e.type === 'removed') this.#checkVersions(e.backend.pool);
+    });
     this.registry.on('change', (e) => {
       const from = 'from' in e ? e.from : undefined;
       const to = 'to' in e ? e.to : undefined;
-      this.logger.info({ event: `backend.${e.type}`, backend: e.backend.id, pool: e.backend.pool, from, to }, `backend ${e.backend.id} ${e.type}`);
+      const source = e.type === 'health' ? e.source : undefined;
+      this.logger.info({ event: `backend.${e.type}`, backend: e.backend.id, pool: e.backend.pool, from, to, source }, `backend ${e.backend.id} ${e.type}${to === undefined ? '' : ` ${to}`}`);
       // maint stops all traffic at once: its WebSockets are closed (1012) without waiting for a deadline;
       // a removed backend's tunnels are ended the same way.
       if ((e.type === 'admin' && e.to === 'maint') || e.type === 'removed') {
@@ -118,6 +141,7 @@ export class App {
     const state = (await o.store.load()) ?? emptyState();
     const app = new App(o, state);
     await app.#ensureCookieSecret();
+    app.health.sync();
     await app.#listen();
     if (o.config.admin.enabled) await app.#openAdmin(o.loadConfig);
     const sweep = setInterval(() => app.balancer.sweep(), 5000);
@@ -133,11 +157,31 @@ export class App {
     return l.port();
   }
 
+  /**
+   * Announce once when a pool's backends start reporting different versions (and again when the
+   * set kept out by requireSameVersion changes), and once when they agree again.
+   */
+  #checkVersions(pool: string): void {
+    const view = this.registry.view(pool);
+    if (!view) return;
+    const versions: Record<string, string> = {};
+    for (const b of view.all) if (b.version !== undefined) versions[b.id] = b.version;
+    const mixed = new Set(Object.values(versions)).size > 1;
+    const excluded = view.all.filter((b) => b.versionOdd).map((b) => b.id);
+    const signature = mixed ? `mixed:${excluded.join(',')}` : 'same';
+    const previous = this.#versionState.get(pool);
+    if (signature === previous || (previous === undefined && !mixed)) return;
+    this.#versionState.set(pool, signature);
+    if (mixed) this.logger.warn({ event: 'pool.versions.mixed', pool, versions, excluded }, `pool ${pool} runs mixed app versions`);
+    else this.logger.info({ event: 'pool.versions.same', pool, versions }, `pool ${pool} runs one app version again`);
+  }
+
   /** Apply a new config live (SIGHUP / admin reload). Invalid configs never reach here. */
   reload(next: LbConfig): string[] {
     const warnings = applyConfigDiff(this, next);
     this.config = next;
     this.#router = new Router(next.routes);
+    this.health.sync();
     for (const w of warnings) this.logger.warn({ event: 'config.reload.warning' }, w);
     this.reloadTls();
     this.logger.info({ event: 'config.reloaded' }, 'configuration reloaded');
@@ -215,7 +259,7 @@ export class App {
       const running = this.registry.get(b.id);
       if (!running) {
         if (!b.added) continue;
-        this.registry.add({ id: b.id, pool: b.pool, url: b.url, weight: b.weight });
+        this.registry.add({ id: b.id, pool: b.pool, url: b.url, weight: b.weight, rampFrom: 0 });
       } else this.registry.setWeight(b.id, b.weight);
       this.registry.setAdminState(b.id, b.adminState, { deadline: b.drainDeadline });
     }
@@ -321,6 +365,7 @@ export class App {
         forwarded: this.config.forwarded,
         now: this.#now,
         onAccess,
+        onAttempt: (b: Backend, outcome: ForwardOutcome) => this.passive.observe(b, outcome),
       };
       const handler = createHttpHandler(cfg, deps);
       const listener = await openListener(cfg, {

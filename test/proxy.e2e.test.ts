@@ -144,7 +144,7 @@ describe('failures get the right status with a short body, never a hang', () => 
     expect(r.body).toBe('503 Service Unavailable: no backend available\n');
   });
 
-  it('retries a refused GET on another backend, but answers a refused POST with 502', async () => {
+  it('retries refused requests on another backend (nothing was sent), any method', async () => {
     const dead = { id: 'dead', url: `http://127.0.0.1:${await deadPort()}` };
     const live = await startBackend('live');
     const lb = await startLb(yaml([dead, live]));
@@ -153,13 +153,26 @@ describe('failures get the right status with a short body, never a hang', () => 
       expect(r.status).toBe(200);
       expect(r.json().id).toBe('live');
     }
-    const statuses: number[] = [];
-    for (let i = 0; i < 4; i++) statuses.push((await get(`${lb.url}/upload`, { method: 'POST', body: 'x' })).status);
-    // Round-robin alternates: the POSTs placed on the dead backend get 502, the others succeed.
-    expect(statuses.filter((s) => s === 502).length).toBe(2);
-    expect(statuses.filter((s) => s === 200).length).toBe(2);
+    for (let i = 0; i < 4; i++) expect((await get(`${lb.url}/upload`, { method: 'POST', body: 'x' })).json()).toEqual({ id: 'live', bytes: 1 });
+    // Round-robin alternates: half of the 8 requests were placed on the dead backend, then retried.
     const retried = lb.logs().filter((l) => l.access && (l.retries as number) > 0);
-    expect(retried.length).toBe(2);
+    expect(retried.length).toBe(4);
+  });
+
+  it('retries a GET reset before any response byte, but answers a POST that was sent and reset with 502', async () => {
+    const handler = (req: import('node:http').IncomingMessage): void => {
+      req.resume();
+      req.on('end', () => req.socket.destroy()); // read the whole request, then reset
+    };
+    const resetter = await startBackend('resetter', { handler });
+    const live = await startBackend('live');
+    const lb = await startLb(yaml([resetter, live], '', '    passiveHealth: { enabled: false }'));
+    const gets = await Promise.all(Array.from({ length: 4 }, () => get(`${lb.url}/`)));
+    expect(gets.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    const posts: number[] = [];
+    for (let i = 0; i < 4; i++) posts.push((await get(`${lb.url}/upload`, { method: 'POST', body: 'x' })).status);
+    expect(posts.sort()).toEqual([200, 200, 502, 502]);
+    expect(resetter.seen.filter((x) => x.method === 'POST')).toHaveLength(2); // each sent once, never replayed
   });
 
   it('504 when the backend does not answer within backendResponse', async () => {

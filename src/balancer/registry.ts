@@ -8,6 +8,8 @@ export interface BackendSpec {
   pool: string;
   url: string;
   weight: number;
+  /** Slow start ramps from this time (ms). Default now: a backend added live ramps up; at boot lb passes 0 (HAProxy: no slow start at start-up). */
+  rampFrom?: number;
 }
 
 /** One announcement per real transition (edge-triggered, STYLE rule 5). */
@@ -89,7 +91,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; view: [Poo
       adminState: 'active',
       activeHealth: pool.healthCheck.enabled ? 'unknown' : 'healthy',
       passiveDown: false,
-      healthySince: this.#deps.now(),
+      healthySince: spec.rampFrom ?? this.#deps.now(),
       inFlight: 0,
       websockets: 0,
       dispatcher: this.#deps.makeDispatcher({ id: spec.id, url, pool }),
@@ -167,9 +169,20 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; view: [Poo
     apply(b);
     const to = health(b);
     if (from === to) return false;
-    if (to === 'healthy') b.healthySince = this.#deps.now();
+    // Back from down: slow start ramps it from now (unknown → healthy at boot is no comeback).
+    if (from === 'unhealthy') b.healthySince = this.#deps.now();
     this.#changed(b.pool, { type: 'health', backend: b, from, to, source });
     return true;
+  }
+
+  /**
+   * Same-version guard (SPEC §5): the pool's majority version is the one most backends report;
+   * with `requireSameVersion`, a backend reporting another one takes no new sessions until it
+   * matches. A tie has no majority, so nobody is kept out (but the pool is still mixed).
+   */
+  #versionGuard(all: Backend[], require: boolean): void {
+    const majority = majorityVersion(all);
+    for (const b of all) b.versionOdd = require && majority !== undefined && b.version !== undefined && b.version !== majority;
   }
 
   #changed(pool: string, event: RegistryEvent): void {
@@ -180,6 +193,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; view: [Poo
   #rebuild(pool: string): void {
     const config = this.#deps.pools[pool];
     const all = [...this.#backends.values()].filter((b) => b.pool === pool).sort((a, b) => (a.id < b.id ? -1 : 1));
+    this.#versionGuard(all, config?.requireSameVersion === true);
     const view: PoolView = Object.freeze({
       name: pool,
       config,
@@ -191,4 +205,18 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; view: [Poo
     this.#views.set(pool, view);
     this.emit('view', view);
   }
+}
+
+/** The version most backends of a pool report, or undefined when none or tied. */
+export function majorityVersion(all: readonly Backend[]): string | undefined {
+  const counts = new Map<string, number>();
+  for (const b of all) if (b.version !== undefined) counts.set(b.version, (counts.get(b.version) ?? 0) + 1);
+  let best: string | undefined;
+  let bestN = 0;
+  let tie = false;
+  for (const [v, n] of counts) {
+    if (n > bestN) [best, bestN, tie] = [v, n, false];
+    else if (n === bestN) tie = true;
+  }
+  return tie ? undefined : best;
 }

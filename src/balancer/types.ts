@@ -21,6 +21,8 @@ export interface Backend {
   activeHealth: Health;
   passiveDown: boolean;
   version?: string;
+  /** requireSameVersion: its version differs from the pool's majority (set by the Registry). */
+  versionOdd?: boolean;
   /** When it last became healthy (ms), for slow start. */
   healthySince: number;
   drainStartedAt?: number;
@@ -37,7 +39,7 @@ export function health(b: Backend): Health {
 
 /** May the backend take *new* sessions? (Caddy's Available().) */
 export function acceptsNew(b: Backend): boolean {
-  return b.adminState === 'active' && health(b) !== 'unhealthy';
+  return b.adminState === 'active' && health(b) !== 'unhealthy' && !b.versionOdd;
 }
 
 /** May the backend keep serving its *existing* sessions? */

@@ -177,9 +177,14 @@ async function proxyWithRetries(a: Attempt): Promise<void> {
       rec.error = 'LB_CLIENT_CLOSED';
       return;
     }
-    const next = retryable && outcome.error.code === 'LB_BACKEND_CONNECT' && deps.now() < deadline && rec.retries < deps.retries.tries
-      ? deps.balancer.retryTarget(pool, tried)
-      : undefined;
+    // SPEC §5 retries: idempotent requests that could not connect or were reset before any
+    // response byte; any other request only when nothing of it was sent (connect failed and no
+    // body byte was read).
+    const code = outcome.error.code;
+    const again =
+      (retryable && (code === 'LB_BACKEND_CONNECT' || code === 'LB_BACKEND_RESET')) ||
+      (code === 'LB_BACKEND_CONNECT' && (!body || !req.readableDidRead));
+    const next = again && deps.now() < deadline && rec.retries < deps.retries.tries ? deps.balancer.retryTarget(pool, tried) : undefined;
     if (!next) throw outcome.error;
     rec.retries++;
     decision = retried(decision, next);

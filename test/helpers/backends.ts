@@ -26,10 +26,18 @@ export interface TestBackend {
  *   /status?code=N  answer with status N
  *   anything else   JSON {id, method, url, headers}
  */
-export async function startBackend(id: string, opts: { port?: number; handler?: http.RequestListener } = {}): Promise<TestBackend> {
+export async function startBackend(
+  id: string,
+  opts: { port?: number; handler?: http.RequestListener; health?: (req: http.IncomingMessage) => { status: number; headers?: Record<string, string>; body?: string } } = {},
+): Promise<TestBackend> {
   const seen: Seen[] = [];
   const server = http.createServer((req, res) => {
     seen.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders });
+    if (opts.health && req.url === '/health') {
+      const h = opts.health(req);
+      res.writeHead(h.status, h.headers).end(h.body ?? 'ok');
+      return;
+    }
     if (opts.handler) return opts.handler(req, res);
     defaultHandler(id, req, res);
   });

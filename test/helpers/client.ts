@@ -27,11 +27,11 @@ export class JarClient {
     return this.jar.size ? [...this.jar].map(([k, v]) => `${k}=${v}`).join('; ') : undefined;
   }
 
-  async fetch(path: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Reply> {
+  async fetch(path: string, init: { method?: string; headers?: Record<string, string>; body?: string; signal?: AbortSignal } = {}): Promise<Reply> {
     const headers: Record<string, string> = { ...init.headers };
     const cookie = this.cookieHeader();
     if (cookie) headers.cookie = cookie;
-    const res = await request(this.base + path, { method: (init.method ?? 'GET') as 'GET', headers, body: init.body, dispatcher: this.agent });
+    const res = await request(this.base + path, { method: (init.method ?? 'GET') as 'GET', headers, body: init.body, dispatcher: this.agent, signal: init.signal });
     const body = await res.body.text();
     for (const sc of ([] as string[]).concat(res.headers['set-cookie'] ?? [])) {
       const [pair] = sc.split(';');

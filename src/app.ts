@@ -11,6 +11,7 @@ import type { Affinity } from './affinity/types.js';
 import type { Backend } from './balancer/types.js';
 import { CookieAffinity } from './affinity/cookie.js';
 import { NoAffinity } from './affinity/none.js';
+import { HashAffinity } from './affinity/hash.js';
 import { Router } from './proxy/routes.js';
 import { trustList } from './proxy/cidr.js';
 import { createHttpHandler, type AccessRecord } from './proxy/http-handler.js';
@@ -328,6 +329,7 @@ export class App {
         return new CookieAffinity({ config: pool.affinity.cookie, secrets, now: this.#now });
       }
       case 'hash':
+        return new HashAffinity({ config: pool.affinity.hash!, now: this.#now });
       case 'none':
         return new NoAffinity();
     }

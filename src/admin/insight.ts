@@ -1,3 +1,4 @@
+import { HashAffinity } from '../affinity/hash.js';
 import { request } from 'undici';
 import type { App } from '../app.js';
 import { CookieAffinity } from '../affinity/cookie.js';
@@ -75,10 +76,10 @@ export class Insight {
     };
   }
 
-  /** Hash pools: the share of keys whose owner changes. Overridden once hash affinity exists. */
+  /** Hash pools: the share of keys whose owner changes. */
   #hashShare(pool: string, change: (ids: string[]) => string[], extra?: { id: string; weight: number }): number | null {
-    const aff = this.app.balancer.pool(pool)?.affinity as { keyShareMoved?: (next: Array<{ id: string; weight: number }>) => number } | undefined;
-    if (!aff?.keyShareMoved) return null;
+    const aff = this.app.balancer.pool(pool)?.affinity;
+    if (!(aff instanceof HashAffinity)) return null;
     const view = this.app.registry.view(pool)!;
     const weights = new Map(view.all.map((b) => [b.id, b.weight]));
     if (extra) weights.set(extra.id, extra.weight);
@@ -91,10 +92,9 @@ export class Insight {
     if (!runtime) throw new ApiError('LB_BAD_REQUEST', `pool: no pool named "${pool}"`);
     const cookie = q.get('cookie');
     const key = q.get('key');
-    const explainKey = (runtime.affinity as { explain?: (key: string) => ExplainResult }).explain;
     if (key !== null) {
-      if (!explainKey) throw new ApiError('LB_BAD_REQUEST', `pool ${pool} uses ${runtime.config.affinity.mode} affinity, not hash`);
-      return explainKey.call(runtime.affinity, key);
+      if (!(runtime.affinity instanceof HashAffinity)) throw new ApiError('LB_BAD_REQUEST', `pool ${pool} uses ${runtime.config.affinity.mode} affinity, not hash`);
+      return runtime.affinity.explain(key, this.app.registry.view(pool)!, pool);
     }
     if (cookie === null) throw new ApiError('LB_BAD_REQUEST', 'expected cookie=VALUE or key=K');
     if (!(runtime.affinity instanceof CookieAffinity)) throw new ApiError('LB_BAD_REQUEST', `pool ${pool} uses ${runtime.config.affinity.mode} affinity, not cookie`);

@@ -66,7 +66,7 @@ export function createUpgradeHandler(listener: ListenerConfig, deps: UpgradeDeps
       return rawError(socket, e.status ?? 503, e.message, reqId);
     }
     const { pool, decision, ctx } = resolved;
-    Object.assign(rec, { pool: pool.name, backend: decision.backend.id, affinity: decision.result, reason: decision.repinReason });
+    Object.assign(rec, { pool: pool.name, backend: decision.backend.id, affinity: decision.result, reason: decision.repinReason, fallback: decision.fallback || undefined });
     const headers = requestHeaders(req.rawHeaders, ctx);
     headers.push('connection', 'Upgrade', 'upgrade', 'websocket');
     const b = decision.backend;

@@ -144,7 +144,7 @@ describe('failures get the right status with a short body, never a hang', () => 
     expect(r.body).toBe('503 Service Unavailable: no backend available\n');
   });
 
-  it('retries refused requests on another backend (nothing was sent), any method', async () => {
+  it('retries a refused GET on another backend, but answers a refused POST with 502 (unless retries.nonIdempotent)', async () => {
     const dead = { id: 'dead', url: `http://127.0.0.1:${await deadPort()}` };
     const live = await startBackend('live');
     const lb = await startLb(yaml([dead, live]));
@@ -153,10 +153,15 @@ describe('failures get the right status with a short body, never a hang', () => 
       expect(r.status).toBe(200);
       expect(r.json().id).toBe('live');
     }
-    for (let i = 0; i < 4; i++) expect((await get(`${lb.url}/upload`, { method: 'POST', body: 'x' })).json()).toEqual({ id: 'live', bytes: 1 });
-    // Round-robin alternates: half of the 8 requests were placed on the dead backend, then retried.
-    const retried = lb.logs().filter((l) => l.access && (l.retries as number) > 0);
-    expect(retried.length).toBe(4);
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await get(`${lb.url}/upload`, { method: 'POST', body: 'x' })).status);
+    // Round-robin alternates: the POSTs placed on the dead backend get 502, the others succeed.
+    expect(statuses.sort()).toEqual([200, 200, 502, 502]);
+    expect(lb.logs().filter((l) => l.access && (l.retries as number) > 0)).toHaveLength(2);
+    // Opt-in: a refused POST had nothing sent, so it may go elsewhere.
+    const lb2 = await startLb(yaml([dead, live], 'retries: { nonIdempotent: true }'));
+    for (let i = 0; i < 4; i++) expect((await get(`${lb2.url}/upload`, { method: 'POST', body: 'x' })).json()).toEqual({ id: 'live', bytes: 1 });
+    expect(lb2.logs().filter((l) => l.access && (l.retries as number) > 0)).toHaveLength(2);
   });
 
   it('retries a GET reset before any response byte, but answers a POST that was sent and reset with 502', async () => {

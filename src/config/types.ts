@@ -122,6 +122,8 @@ export interface TimeoutsConfig {
 export interface RetryConfig {
   tries: number;
   budget: number;
+  /** Also retry non-idempotent requests when nothing of them was sent (connect failed). */
+  nonIdempotent: boolean;
 }
 
 export interface AdminConfig {

@@ -178,12 +178,12 @@ async function proxyWithRetries(a: Attempt): Promise<void> {
       return;
     }
     // SPEC §5 retries: idempotent requests that could not connect or were reset before any
-    // response byte; any other request only when nothing of it was sent (connect failed and no
-    // body byte was read).
+    // response byte. Others never by default (a POST to a dead backend gets 502); with
+    // retries.nonIdempotent, only when nothing of them was sent (connect failed, no body byte read).
     const code = outcome.error.code;
     const again =
       (retryable && (code === 'LB_BACKEND_CONNECT' || code === 'LB_BACKEND_RESET')) ||
-      (code === 'LB_BACKEND_CONNECT' && (!body || !req.readableDidRead));
+      (deps.retries.nonIdempotent && code === 'LB_BACKEND_CONNECT' && (!body || !req.readableDidRead));
     const next = again && deps.now() < deadline && rec.retries < deps.retries.tries ? deps.balancer.retryTarget(pool, tried) : undefined;
     if (!next) throw outcome.error;
     rec.retries++;

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v openssl >/dev/null || need+=(openssl)
+[ -x /usr/bin/chromium ] || need+=(chromium)   # the dashboard test drives Debian's chromium (playwright-core)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "test-all: missing Debian packages: ${need[*]} (run as root, or install them)" >&2
@@ -14,7 +15,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   echo "test-all: installing ${need[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 npm ci --no-audit --no-fund

@@ -35,6 +35,8 @@ import { CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART } from './ws/frames.js';
 import type { RouteFacts } from './proxy/routes.js';
 import { ActiveChecker } from './health/active.js';
 import { PassiveHealth } from './health/passive.js';
+import { Metrics } from './metrics/metrics.js';
+import { metricsMount, streamMount, dashboardMount } from './admin/live.js';
 
 export interface AppOptions {
   config: LbConfig;
@@ -58,6 +60,7 @@ export class App {
   readonly drains: DrainMonitor;
   readonly websockets: WsRegistry;
   readonly health: ActiveChecker;
+  readonly metrics: Metrics;
   readonly passive: PassiveHealth;
   /** Per pool, the last announced version situation (see #checkVersions). */
   readonly #versionState = new Map<string, string>();
@@ -105,6 +108,8 @@ export class App {
     const poolConfig = (p: string): PoolConfig | undefined => this.registry.view(p)?.config;
     this.health = new ActiveChecker({ registry: this.registry, config: (p) => poolConfig(p)?.healthCheck, random: o.random, now: o.now });
     this.#undo.push(() => this.health.close());
+    this.metrics = new Metrics({ registry: this.registry, balancer: this.balancer, drains: this.drains });
+    this.health.on('probe', (r) => this.metrics.probe(r));
     this.health.on('probe', (r) =>
       this.logger.debug({ event: 'health.probe', backend: r.backend.id, ok: r.ok, ms: r.ms, reason: r.reason, version: r.version }, 'health probe'),
     );
@@ -356,7 +361,10 @@ export class App {
 
   async #listen(): Promise<void> {
     const trust = trustList(this.config.trustedProxies);
-    const onAccess = (rec: AccessRecord): void => this.logger.info({ access: true, ...rec });
+    const onAccess = (rec: AccessRecord): void => {
+      this.metrics.observe(rec, rec.backend === undefined ? undefined : this.registry.get(rec.backend));
+      this.logger.info({ access: true, ...rec });
+    };
     for (const cfg of this.config.listeners) {
       const deps = {
         balancer: this.balancer,
@@ -391,6 +399,7 @@ export class App {
       port: a.port,
       token: a.token || process.env.LB_ADMIN_TOKEN || undefined,
       ready: () => !this.#stopping,
+      extra: [metricsMount(this.metrics), streamMount({ control: this.control, metrics: this.metrics, registry: this.registry }), dashboardMount()],
       onChange: (what, detail) => this.logger.info({ event: `admin.${what}`, ...detail }, `admin ${what}`),
     });
     const port = (this.admin.address() as AddressInfo).port;

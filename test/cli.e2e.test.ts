@@ -83,7 +83,10 @@ describe('the lb CLI against a real lb process', () => {
     await new Promise((r) => setTimeout(r, 1000));
     const newcomers = load(s.base, 20, 50);
     await new Promise((r) => setTimeout(r, 500));
-    for (const i of onN3) l.stop(i);
+    for (const i of onN3) {
+      l.stop(i); // users leave one by one
+      await new Promise((r) => setTimeout(r, 150));
+    }
     const w = await waiting;
     await newcomers.end();
     await l.end();

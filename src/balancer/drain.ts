@@ -57,6 +57,9 @@ export class DrainMonitor extends EventEmitter<{ deadline: [Backend]; drained: [
   /** One pass over draining backends; also called by tests and after admin changes. */
   tick(): void {
     const now = this.#now();
+    // Progress is counted in live sessions: while something drains, expire idle ones every tick
+    // (not only on the 5 s housekeeping timer) so the count goes down as users leave.
+    if (this.#registry.all().some((b) => b.adminState === 'draining')) this.#balancer.sweep();
     for (const b of this.#registry.all()) {
       if (b.adminState !== 'draining') {
         this.#tracks.delete(b.id);

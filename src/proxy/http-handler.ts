@@ -54,6 +54,11 @@ export function repinnedValue(d: Decision): string | undefined {
   return d.result === 'repin' ? `${d.repinnedFrom}; reason=${d.repinReason}` : undefined;
 }
 
+/** The access log's and metrics' reason: why a session moved, or why its cookie was rejected. */
+export function reasonOf(d: Decision): string | undefined {
+  return d.repinReason ?? (d.lookup.kind === 'rejected' ? d.lookup.reason : undefined);
+}
+
 export interface Resolved {
   pool: PoolRuntime;
   decision: Decision;
@@ -142,7 +147,7 @@ async function proxyWithRetries(a: Attempt): Promise<void> {
     tried.add(backend);
     rec.backend = backend.id;
     rec.affinity = decision.result;
-    rec.reason = decision.repinReason;
+    rec.reason = reasonOf(decision);
     rec.fallback = decision.fallback || undefined;
     const headers = requestHeaders(req.rawHeaders, { ...a.ctx, repinned: repinnedValue(decision) });
     const current = decision;

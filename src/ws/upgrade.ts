@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { ListenerConfig } from '../config/types.js';
 import { LbError, classifyUpstreamError } from '../util/errors.js';
 import { requestHeaders, requestIdOf } from '../proxy/headers.js';
-import { resolveRequest, type AccessRecord, type ProxyDeps } from '../proxy/http-handler.js';
+import { reasonOf, resolveRequest, type AccessRecord, type ProxyDeps } from '../proxy/http-handler.js';
 import type { Decision } from '../affinity/types.js';
 import type { PoolRuntime } from '../balancer/balancer.js';
 import { Tunnel } from './tunnel.js';
@@ -66,7 +66,7 @@ export function createUpgradeHandler(listener: ListenerConfig, deps: UpgradeDeps
       return rawError(socket, e.status ?? 503, e.message, reqId);
     }
     const { pool, decision, ctx } = resolved;
-    Object.assign(rec, { pool: pool.name, backend: decision.backend.id, affinity: decision.result, reason: decision.repinReason, fallback: decision.fallback || undefined });
+    Object.assign(rec, { pool: pool.name, backend: decision.backend.id, affinity: decision.result, reason: reasonOf(decision), fallback: decision.fallback || undefined });
     const headers = requestHeaders(req.rawHeaders, ctx);
     headers.push('connection', 'Upgrade', 'upgrade', 'websocket');
     const b = decision.backend;

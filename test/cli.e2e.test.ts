@@ -154,6 +154,46 @@ describe('the lb CLI against a real lb process', () => {
     expect((await s.cli('backends', '--json')).stdout).not.toMatch(/"n4"/);
   });
 
+  it('plan, explain and broadcast; drain --wait on a TTY draws a progress bar and exits 1 at the deadline', async () => {
+    const s = await setup(['n1', 'n2']);
+    await startLbProcess(s.file);
+    const agent = testAgent();
+    const clients = Array.from({ length: 4 }, () => new JarClient(s.base, agent));
+    const pinned = [];
+    for (const c of clients) pinned.push((await c.fetch('/')).json().id as string);
+    expect([...pinned].sort()).toEqual(['n1', 'n1', 'n2', 'n2']);
+    // A user keeps using n2 throughout, so its drain cannot finish before a 2 s deadline.
+    const n2user = clients.find((_, i) => pinned[i] === 'n2')!;
+    let active = true;
+    const keepAlive = (async () => {
+      while (active) {
+        await n2user.fetch('/');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
+    const plan = await s.cli('plan', 'drain', 'n1');
+    expect(plan.stdout).toMatch(/live sessions that would move: \d of [234]/);
+    const planAdd = await s.cli('plan', 'add', 'n9', 'http://127.0.0.1:9');
+    expect(planAdd.stdout).toMatch(/share of new sessions: 33\.3%/);
+    const target = (await clients[0].fetch('/')).json().id as string; // refreshes the cookie (maxIdle is 2 s here)
+    const ex = await s.cli('explain', '--cookie', clients[0].cookieHeader()!);
+    expect(ex.code).toBe(0);
+    expect(ex.stdout).toMatch(/signature valid/);
+    expect(ex.stdout).toMatch(new RegExp(`=> ${target} \\(hit\\)`));
+    expect((await s.cli('explain', '--cookie', 'lb_affinity=forged')).stdout).toMatch(/malformed/);
+    const bc = await s.cli('broadcast', 'POST', '/cache/flush', '--data', 'all');
+    expect(bc.code).toBe(0);
+    expect(bc.stdout).toMatch(/n1\s+200/);
+    expect(bc.stdout).toMatch(/n2\s+200/);
+    for (const b of s.bs) expect(b.seen.some((x) => x.method === 'POST' && x.url === '/cache/flush')).toBe(true);
+    const tty = await runCli(['-c', `script -qec "${process.execPath} dist/cli/main.js drain n2 --wait --deadline 2s" /dev/null`], s.env, '/bin/sh');
+    active = false;
+    await keepAlive;
+    expect(tty.code, tty.stdout + tty.stderr).toBe(1);
+    expect(tty.stdout).toMatch(/\r\[[#-]{24}\] n2: \d+ sessions, 0 websockets, \d+ in flight left; elapsed/);
+    expect(tty.stdout).toMatch(/n2: deadline passed with/);
+  });
+
   it('refuses to start on a corrupt state file, naming it, and leaves it untouched', async () => {
     const s = await setup(['n1']);
     writeFileSync(join(s.dir, 'state.json'), '{"format": 1, "backends": [ oops');

@@ -5,9 +5,10 @@ import { onTestFinished } from 'vitest';
 const CLI = resolve('dist/cli/main.js');
 
 /** Run the real `lb` CLI (dist/) as a process. */
-export function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export function runCli(args: string[], env: Record<string, string> = {}, program?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((done) => {
-    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
+    // `program` runs something else with these args (a shell around the CLI, e.g. to give it a TTY).
+    const p = program ? spawn(program, args, { env: { ...process.env, ...env } }) : spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));

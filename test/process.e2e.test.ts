@@ -71,6 +71,8 @@ state: { file: state.json }
   it('lb check-config exits 0 on a valid file and 1 listing every error with its line', async () => {
     const ok = await runCli(['check-config', 'config/demo.yaml']);
     expect(ok.code).toBe(0);
+    // The reference config documents every key; it must stay valid too.
+    expect(await runCli(['check-config', 'config/lb.yaml'], { LB_COOKIE_SECRET: 'reference-secret-1' })).toMatchObject({ code: 0 });
     const dir = mkdtempSync(join(tmpdir(), 'lb-cfg-'));
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'listeners:\n  - { name: web, port: 8080, pool: app }\npools:\n  app:\n    healthCheck: { interval: fast }\n    backends: [ { id: n1, url: "ftp://x" } ]\n');

@@ -147,9 +147,16 @@ export class App {
     const state = (await o.store.load()) ?? emptyState();
     const app = new App(o, state);
     await app.#ensureCookieSecret();
-    app.health.sync();
-    await app.#listen();
-    if (o.config.admin.enabled) await app.#openAdmin(o.loadConfig);
+    try {
+      app.health.sync();
+      await app.#listen();
+      if (o.config.admin.enabled) await app.#openAdmin(o.loadConfig);
+    } catch (err) {
+      // A start that fails half-way (admin port taken, admin not loopback without a token…)
+      // must not leave listeners serving: undo what started, then report.
+      await app.stop(0).catch(() => undefined);
+      throw err;
+    }
     const sweep = setInterval(() => app.balancer.sweep(), 5000);
     sweep.unref();
     app.#undo.push(() => clearInterval(sweep));

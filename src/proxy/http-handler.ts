@@ -4,6 +4,7 @@ import type { ListenerConfig, RetryConfig, TimeoutsConfig } from '../config/type
 import type { Balancer, PoolRuntime } from '../balancer/balancer.js';
 import type { Decision } from '../affinity/types.js';
 import type { Backend } from '../balancer/types.js';
+import { sanitizeRequest } from './sanitize.js';
 import { LbError } from '../util/errors.js';
 import { clientAddress, isTrusted, normalizeIp } from './cidr.js';
 import { requestHeaders, requestIdOf, type HeaderContext } from './headers.js';
@@ -102,13 +103,14 @@ export function createHttpHandler(listener: ListenerConfig, deps: ProxyDeps) {
     const started = deps.now();
     const reqId = requestIdOf(req.headers['x-request-id']);
     const method = req.method ?? 'GET';
-    const path = req.url ?? '/';
-    const rec: AccessRecord = { method, path, status: 0, ms: 0, bytes: 0, reqId, retries: 0 };
+    const rec: AccessRecord = { method, path: req.url ?? '/', status: 0, ms: 0, bytes: 0, reqId, retries: 0 };
     const log = (): void => {
       rec.ms = deps.now() - started;
       deps.onAccess(rec);
     };
     try {
+      sanitizeRequest(req);
+      rec.path = req.url ?? '/';
       const { pool, decision, ctx } = resolveRequest(listener, deps, req, reqId);
       rec.pool = pool.name;
       await proxyWithRetries({ req, res, pool, decision, ctx, rec, deps, proto });

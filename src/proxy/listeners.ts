@@ -37,6 +37,9 @@ function redirectHandler(port: number) {
 export async function openListener(config: ListenerConfig, deps: ListenerDeps): Promise<Listener> {
   const options: http.ServerOptions = {
     headersTimeout: deps.timeouts.requestHeaders,
+    // Node checks the headers deadline only every connectionsCheckingInterval (30 s by default):
+    // check often enough that a slowloris client is cut off close to requestHeaders.
+    connectionsCheckingInterval: Math.max(250, Math.min(1000, deps.timeouts.requestHeaders / 4)),
     requestTimeout: 0,
     keepAliveTimeout: deps.timeouts.keepAlive,
     // Strict parsing always (RFC 9112); never insecureHTTPParser.

@@ -4,6 +4,7 @@ import type { LbError } from '../util/errors.js';
 const TEXT: Record<number, string> = {
   400: 'Bad Request',
   404: 'Not Found',
+  431: 'Request Header Fields Too Large',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
   504: 'Gateway Timeout',
@@ -22,6 +23,8 @@ export function sendError(res: ServerResponse, err: LbError, reqId: string): voi
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
     'x-request-id': reqId,
+    // A request lb refused as malformed may have left anything in the connection: close it.
+    ...(err.status === 400 || err.status === 431 ? { connection: 'close' } : {}),
   });
   res.end(body);
 }

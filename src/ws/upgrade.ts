@@ -8,6 +8,7 @@ import { reasonOf, resolveRequest, type AccessRecord, type ProxyDeps } from '../
 import type { Decision } from '../affinity/types.js';
 import type { PoolRuntime } from '../balancer/balancer.js';
 import { Tunnel } from './tunnel.js';
+import { sanitizeRequest } from '../proxy/sanitize.js';
 import type { WsRegistry } from './registry.js';
 
 export interface UpgradeDeps extends ProxyDeps {
@@ -59,6 +60,7 @@ export function createUpgradeHandler(listener: ListenerConfig, deps: UpgradeDeps
     }
     let resolved;
     try {
+      sanitizeRequest(req);
       resolved = resolveRequest(listener, deps, req, reqId);
     } catch (err) {
       const e = err as LbError;

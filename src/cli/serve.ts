@@ -11,7 +11,8 @@ export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..
 
 /**
  * Run lb in the foreground until SIGTERM/SIGINT (graceful stop, exit 0). SIGHUP re-reads the
- * config file: a valid one is applied live, an invalid one is logged and changes nothing.
+ * config file (a valid one is applied live, an invalid one is logged and changes nothing) and the
+ * certificate, in both cases.
  */
 export async function serve(configFile: string, extra: { onStop?: () => Promise<void>; config?: LbConfig } = {}): Promise<number> {
   const config = extra.config ?? loadConfigFile(configFile);
@@ -41,6 +42,8 @@ export async function serve(configFile: string, extra: { onStop?: () => Promise<
         app.reload(loadConfigFile(configFile));
       } catch (err) {
         logger.error({ event: 'config.reload.rejected', error: (err as Error).message }, 'reload rejected; the running config is unchanged');
+        // SIGHUP also means "re-read the certificate": do that even when the new config is bad.
+        app.reloadTls();
       }
     });
   });

@@ -154,6 +154,25 @@ describe('broken backends', () => {
   });
 });
 
+describe('a backend that refuses a WebSocket upgrade', () => {
+  it('its answer is relayed, the connection closed, and bytes sent after it never reach the backend (no tunnel, no smuggling)', async () => {
+    const seen: string[] = [];
+    const refusing = await startRawBackend((s) => {
+      s.on('data', (d: Buffer) => seen.push(d.toString('latin1')));
+      s.write('HTTP/1.1 426 Upgrade Required\r\nContent-Length: 4\r\n\r\nnope');
+    });
+    const lb = await lbProcess(config([refusing.url]));
+    const r = await exchange(
+      lb.port,
+      `GET /ws HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n` +
+        `GET /internal/admin HTTP/1.1\r\nHost: internal\r\n\r\n`,
+    );
+    expect(statuses(r.text)).toEqual([426]);
+    expect(r.closed).toBe(true);
+    expect(seen.join('')).not.toContain('/internal/admin');
+  });
+});
+
 describe('admin and affinity surface', () => {
   it('a non-loopback admin listener without a token refuses to start', async () => {
     const b = await startLoggingBackend();

@@ -7,7 +7,7 @@ import type { SecureContextOptions } from 'node:tls';
 import type { LbConfig, PoolConfig, TlsConfig } from './config/types.js';
 import { Registry } from './balancer/registry.js';
 import { Balancer } from './balancer/balancer.js';
-import type { Affinity } from './affinity/types.js';
+import type { Affinity, TouchSink } from './affinity/types.js';
 import type { Backend } from './balancer/types.js';
 import { CookieAffinity } from './affinity/cookie.js';
 import { NoAffinity } from './affinity/none.js';
@@ -18,7 +18,7 @@ import { createHttpHandler, type AccessRecord } from './proxy/http-handler.js';
 import type { ForwardOutcome } from './proxy/forward.js';
 import { openListener, type Listener } from './proxy/listeners.js';
 import { loadTlsOptions, tlsFiles, watchTls } from './proxy/tls.js';
-import { FileStateStore } from './state/file-store.js';
+import { FileStateStore, MemoryStateStore } from './state/file-store.js';
 import { emptyState, type PersistedState, type StateStore } from './state/types.js';
 import { applyConfigDiff } from './reload.js';
 import { DrainMonitor } from './balancer/drain.js';
@@ -46,6 +46,18 @@ export interface AppOptions {
   store?: StateStore;
   /** Re-reads the config for admin reloads; without it, reload re-applies the running config. */
   loadConfig?: () => LbConfig;
+  /**
+   * `single` (default): everything in one process. With `workers: N` (src/cluster): the
+   * `primary` owns state (admin API, health checks, drains, store) and opens no listener; each
+   * `worker` proxies and mirrors the primary's state.
+   */
+  role?: 'single' | 'primary' | 'worker';
+  /** Worker: the primary's state document (the worker never reads or writes the store). */
+  state?: PersistedState;
+  /** Worker: every session touch, to forward to the primary. */
+  onTouch?: (pool: string, id: string, backendId: string, expiresAt: number) => void;
+  /** Worker: passive health wants this backend ejected (the primary decides). */
+  onEject?: (b: Backend) => void;
 }
 
 /**
@@ -73,8 +85,20 @@ export class App {
   #router: Router;
   readonly #undo: Array<() => void> = [];
   #stopping?: Promise<void>;
+  readonly role: 'single' | 'primary' | 'worker';
+  readonly #onTouch?: AppOptions['onTouch'];
+  /** Primary: resolves once every worker has applied the latest change (admin API barrier). */
+  afterPersist?: () => Promise<void>;
+  /** Primary: extra readiness (all workers listening). */
+  readyExtra?: () => boolean;
+  /** Primary: /metrics text including the workers' aggregated metrics. */
+  metricsText?: () => Promise<string>;
+  /** Primary: request tallies reported by workers, for the dashboard's rates. */
+  tallies?: (b: Backend) => { total: number; errors: number };
 
-  private constructor(o: Required<AppOptions>, state: PersistedState) {
+  private constructor(o: Required<Omit<AppOptions, 'state' | 'onTouch' | 'onEject'>> & AppOptions, state: PersistedState) {
+    this.role = o.role;
+    this.#onTouch = o.onTouch;
     this.config = o.config;
     this.logger = o.logger;
     this.store = o.store;
@@ -97,7 +121,8 @@ export class App {
       for (const b of pool.backends) this.registry.add({ id: b.id, pool: pool.name, url: b.url, weight: b.weight, rampFrom: 0 });
     }
     this.#applyOverlay(state);
-    this.drains = new DrainMonitor({ registry: this.registry, balancer: this.balancer, now: o.now });
+    // Workers mirror drain outcomes from the primary; only single/primary run the monitor.
+    this.drains = new DrainMonitor({ registry: this.registry, balancer: this.balancer, now: o.now, intervalMs: o.role === 'worker' ? 0 : 500 });
     this.#undo.push(() => this.drains.close());
     this.websockets = new WsRegistry(o.random);
     // At a drain deadline, the backend's WebSocket clients get 1012 Service Restart, spread over time.
@@ -108,7 +133,13 @@ export class App {
     const poolConfig = (p: string): PoolConfig | undefined => this.registry.view(p)?.config;
     this.health = new ActiveChecker({ registry: this.registry, config: (p) => poolConfig(p)?.healthCheck, random: o.random, now: o.now });
     this.#undo.push(() => this.health.close());
-    this.metrics = new Metrics({ registry: this.registry, balancer: this.balancer, drains: this.drains });
+    this.metrics = new Metrics({
+      registry: this.registry,
+      balancer: this.balancer,
+      drains: this.drains,
+      // Workers count traffic, the primary reports state; one process does both.
+      parts: o.role === 'worker' ? { traffic: true, state: false } : o.role === 'primary' ? { traffic: false, state: true } : { traffic: true, state: true },
+    });
     this.health.on('probe', (r) => this.metrics.probe(r));
     this.health.on('probe', (r) =>
       this.logger.debug({ event: 'health.probe', backend: r.backend.id, ok: r.ok, ms: r.ms, reason: r.reason, version: r.version }, 'health probe'),
@@ -117,6 +148,7 @@ export class App {
       registry: this.registry,
       config: (p) => poolConfig(p)?.passiveHealth,
       recheck: async (b) => (await this.health.probeNow(b))?.ok,
+      eject: o.onEject,
     });
     this.#undo.push(() => this.passive.close());
     this.registry.on('change', (e) => {
@@ -136,21 +168,24 @@ export class App {
   }
 
   static async start(opts: AppOptions): Promise<App> {
-    const o: Required<AppOptions> = {
+    const role = opts.role ?? 'single';
+    const o = {
+      ...opts,
       config: opts.config,
       logger: opts.logger,
       loadConfig: opts.loadConfig ?? (() => opts.config),
       now: opts.now ?? Date.now,
       random: opts.random ?? Math.random,
-      store: opts.store ?? new FileStateStore(resolve(opts.config.baseDir, opts.config.state.file)),
+      store: opts.store ?? (role === 'worker' ? new MemoryStateStore() : new FileStateStore(resolve(opts.config.baseDir, opts.config.state.file))),
+      role,
     };
-    const state = (await o.store.load()) ?? emptyState();
+    const state = opts.state ?? (await o.store.load()) ?? emptyState();
     const app = new App(o, state);
-    await app.#ensureCookieSecret();
+    if (role !== 'worker') await app.#ensureCookieSecret();
     try {
-      app.health.sync();
-      await app.#listen();
-      if (o.config.admin.enabled) await app.#openAdmin(o.loadConfig);
+      if (role !== 'worker') app.health.sync();
+      if (role !== 'primary') await app.#listen();
+      if (o.config.admin.enabled && role !== 'worker') await app.#openAdmin(o.loadConfig);
     } catch (err) {
       // A start that fails half-way (admin port taken, admin not loopback without a token…)
       // must not leave listeners serving: undo what started, then report.
@@ -321,6 +356,7 @@ export class App {
     next.updatedAt = new Date(this.#now()).toISOString();
     await this.store.save(next);
     this.state = next;
+    await this.afterPersist?.();
   }
 
   async #ensureCookieSecret(): Promise<void> {
@@ -338,13 +374,18 @@ export class App {
       case 'cookie': {
         const configured = pool.affinity.cookie.secrets;
         const secrets = configured.length ? configured : [this.state?.cookieSecret ?? randomBytes(32).toString('base64url')];
-        return new CookieAffinity({ config: pool.affinity.cookie, secrets, now: this.#now });
+        return new CookieAffinity({ config: pool.affinity.cookie, secrets, now: this.#now, onTouch: this.#touchSink(pool.name) });
       }
       case 'hash':
-        return new HashAffinity({ config: pool.affinity.hash!, now: this.#now });
+        return new HashAffinity({ config: pool.affinity.hash!, now: this.#now, onTouch: this.#touchSink(pool.name) });
       case 'none':
         return new NoAffinity();
     }
+  }
+
+  #touchSink(pool: string): TouchSink | undefined {
+    const sink = this.#onTouch;
+    return sink ? (id, backendId, expiresAt) => sink(pool, id, backendId, expiresAt) : undefined;
   }
 
   #backendTls(pool: PoolConfig): { rejectUnauthorized: boolean; ca?: Buffer } {
@@ -405,8 +446,12 @@ export class App {
       host: a.host,
       port: a.port,
       token: a.token || process.env.LB_ADMIN_TOKEN || undefined,
-      ready: () => !this.#stopping,
-      extra: [metricsMount(this.metrics), streamMount({ control: this.control, metrics: this.metrics, registry: this.registry }), dashboardMount()],
+      ready: () => !this.#stopping && (this.readyExtra?.() ?? true),
+      extra: [
+        metricsMount({ text: () => (this.metricsText ? this.metricsText() : this.metrics.text()), contentType: this.metrics.contentType }),
+        streamMount({ control: this.control, tallies: (b) => (this.tallies ? this.tallies(b) : this.metrics.tallies(b)), registry: this.registry }),
+        dashboardMount(),
+      ],
       onChange: (what, detail) => this.logger.info({ event: `admin.${what}`, ...detail }, `admin ${what}`),
     });
     const port = (this.admin.address() as AddressInfo).port;

@@ -57,6 +57,7 @@ export class Control {
               elapsedSeconds: Math.floor((now - b.drainStartedAt) / 1000),
             }
           : null,
+      drainedBy: b.adminState === 'drained' ? (b.drainedBy ?? null) : null,
     };
   }
 

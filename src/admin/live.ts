@@ -1,14 +1,14 @@
 import type http from 'node:http';
 import { readFile } from 'node:fs/promises';
 import type { Control } from './control.js';
-import type { Metrics } from '../metrics/metrics.js';
+import type { Backend } from '../balancer/types.js';
 import type { Registry } from '../balancer/registry.js';
 import type { BackendInfo } from './wire.js';
 
 type Mount = (req: http.IncomingMessage, res: http.ServerResponse, path: string) => boolean | Promise<boolean>;
 
 /** `GET /metrics`: Prometheus text format. */
-export function metricsMount(metrics: Metrics): Mount {
+export function metricsMount(metrics: { text: () => Promise<string>; contentType: string }): Mount {
   return async (req, res, path) => {
     if (path !== '/metrics' || req.method !== 'GET') return false;
     const text = await metrics.text();
@@ -30,7 +30,7 @@ export interface LiveBackend extends BackendInfo {
  * with requests/s and error rate computed from the metrics' running tallies. The dashboard reads
  * it with fetch() so the bearer token travels in a header, as for every other API call.
  */
-export function streamMount(deps: { control: Control; metrics: Metrics; registry: Registry; intervalMs?: number }): Mount {
+export function streamMount(deps: { control: Control; tallies: (b: Backend) => { total: number; errors: number }; registry: Registry; intervalMs?: number }): Mount {
   const interval = deps.intervalMs ?? 1000;
   return (req, res, path) => {
     if (path !== '/api/v1/stream' || req.method !== 'GET') return false;
@@ -45,7 +45,7 @@ export function streamMount(deps: { control: Control; metrics: Metrics; registry
         backends: p.backends.map((id): LiveBackend | undefined => {
           const b = deps.registry.get(id);
           if (!b) return undefined;
-          const t = deps.metrics.tallies(b);
+          const t = deps.tallies(b);
           const prev = previous.get(id);
           previous.set(id, { ...t, at: now });
           const secs = prev ? Math.max(0.001, (now - prev.at) / 1000) : 1;

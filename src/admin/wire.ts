@@ -18,6 +18,8 @@ export interface BackendInfo {
   sessions: number;
   version: string | null;
   drain: DrainInfo | null;
+  /** For a drained backend: whether its users left (`idle`) or the deadline re-pinned the rest. */
+  drainedBy: 'idle' | 'deadline' | null;
 }
 
 export interface DrainInfo {

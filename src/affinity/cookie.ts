@@ -3,7 +3,7 @@ import type { PoolView } from '../balancer/registry.js';
 import { CookieCodec, newSessionId, type RejectReason } from './cookie-codec.js';
 import { readCookie, serializeSetCookie } from './cookie-header.js';
 import { SessionTable } from './sessions.js';
-import type { Affinity, Decision, Lookup, RequestFacts } from './types.js';
+import type { Affinity, Decision, Lookup, RequestFacts, TouchSink } from './types.js';
 
 export interface CookieAffinityDeps {
   config: CookieAffinityConfig;
@@ -12,6 +12,7 @@ export interface CookieAffinityDeps {
   now: () => number;
   /** Count rejected cookies by reason (metrics). */
   onReject?: (reason: string) => void;
+  onTouch?: TouchSink;
 }
 
 /**
@@ -39,6 +40,17 @@ export class CookieAffinity implements Affinity {
     this.#now = deps.now;
     this.codec = new CookieCodec(deps.secrets);
     this.#sessions = new SessionTable(deps.now);
+    this.#onTouch = deps.onTouch;
+  }
+
+  readonly #onTouch?: TouchSink;
+
+  remember(id: string, backendId: string, expiresAt: number): void {
+    this.#sessions.touch(id, backendId, expiresAt);
+  }
+
+  held(): Array<[string, string]> {
+    return this.#sessions.held();
   }
 
   get cookieName(): string {
@@ -71,6 +83,7 @@ export class CookieAffinity implements Affinity {
     const value = fresh ? undefined : this.codec.encode({ backendId: d.backend.id, sessionId, issuedAt, lastSeen });
     const expiresAt = Math.min(lastSeen + this.#config.maxIdle, issuedAt + this.#config.maxLife);
     this.#sessions.touch(sessionId, d.backend.id, expiresAt);
+    this.#onTouch?.(sessionId, d.backend.id, expiresAt);
     if (!value) return undefined;
     const maxAge = Math.max(1, Math.floor((issuedAt + this.#config.maxLife - now) / 1000));
     return serializeSetCookie({ name: this.#config.name, value, secure, domain: this.#config.domain, maxAge });

@@ -7,7 +7,7 @@ import { buildHash, movedShare, type ConsistentHash, type HashMember } from '../
 import { pickBounded } from '../hash/bounded.js';
 import { RecentKeys } from '../hash/recent.js';
 import { readCookie } from './cookie-header.js';
-import type { Affinity, Decision, Lookup, RequestFacts } from './types.js';
+import type { Affinity, Decision, Lookup, RequestFacts, TouchSink } from './types.js';
 
 type KeyReader = (req: RequestFacts) => string | undefined;
 
@@ -62,8 +62,13 @@ export class HashAffinity implements Affinity {
   #signature = '';
   #generation = -1;
 
-  constructor(opts: { config: HashAffinityConfig; now: () => number }) {
+  readonly #onTouch?: TouchSink;
+  readonly #now: () => number;
+
+  constructor(opts: { config: HashAffinityConfig; now: () => number; onTouch?: TouchSink }) {
     this.#config = opts.config;
+    this.#onTouch = opts.onTouch;
+    this.#now = opts.now;
     this.#read = keyReader(opts.config.key);
     this.#recent = new RecentKeys({ capacity: opts.config.memory, maxIdle: opts.config.maxIdle, now: opts.now });
   }
@@ -102,6 +107,7 @@ export class HashAffinity implements Affinity {
     if (key === undefined) return undefined;
     d.sessionId = key;
     this.#recent.touch(key, d.backend.id);
+    this.#onTouch?.(key, d.backend.id, this.#now() + this.#config.maxIdle);
     return undefined;
   }
 
@@ -119,6 +125,14 @@ export class HashAffinity implements Affinity {
       if (cur && --cur.n <= 0) this.#held.delete(key);
       this.#recent.touch(key, d.backend.id); // idles out from now
     };
+  }
+
+  remember(key: string, backendId: string): void {
+    this.#recent.touch(key, backendId);
+  }
+
+  held(): Array<[string, string]> {
+    return [...this.#held].map(([k, h]) => [k, h.backend]);
   }
 
   liveSessions(backendId: string): number {

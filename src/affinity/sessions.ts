@@ -50,6 +50,13 @@ export class SessionTable {
     };
   }
 
+  /** Sessions held by open WebSockets: [session id, backend]. */
+  held(): Array<[string, string]> {
+    const out: Array<[string, string]> = [];
+    for (const [id, e] of this.#entries) if (e.holds) out.push([id, e.backend]);
+    return out;
+  }
+
   count(backend: string): number {
     return this.#counts.get(backend) ?? 0;
   }

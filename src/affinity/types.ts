@@ -43,6 +43,9 @@ export interface Decision {
   sessionId?: string;
 }
 
+/** Told about every session touch (cluster workers forward them to the primary). */
+export type TouchSink = (id: string, backendId: string, expiresAt: number) => void;
+
 export interface Affinity {
   readonly mode: 'cookie' | 'hash' | 'none';
   /** Read the request's identity against the current view. Pure with respect to routing state. */
@@ -65,4 +68,8 @@ export interface Affinity {
   forgetBackend(backendId: string): void;
   /** Periodic housekeeping (expired sessions). */
   sweep(): void;
+  /** Cluster primary: a session (or hash key) a worker saw, so counts cover every worker. */
+  remember?(id: string, backendId: string, expiresAt: number): void;
+  /** Cluster worker: sessions kept alive by open WebSockets here (re-announced while held). */
+  held?(): Array<[id: string, backendId: string]>;
 }

@@ -41,8 +41,11 @@ export class DrainMonitor extends EventEmitter<{ deadline: [Backend]; drained: [
     this.#balancer = deps.balancer;
     this.#now = deps.now;
     this.#since = deps.now();
-    this.#timer = setInterval(() => this.tick(), deps.intervalMs ?? 500);
-    this.#timer.unref();
+    const every = deps.intervalMs ?? 500;
+    if (every > 0) {
+      this.#timer = setInterval(() => this.tick(), every);
+      this.#timer.unref();
+    }
   }
 
   progress(b: Backend): DrainProgress {
@@ -77,6 +80,7 @@ export class DrainMonitor extends EventEmitter<{ deadline: [Backend]; drained: [
       }
       const { remaining } = this.progress(b);
       if (remaining === 0 && (t.deadlineHandled || this.#watchedLongEnough(b, now))) {
+        b.drainedBy = t.deadlineHandled ? 'deadline' : 'idle';
         this.#registry.setAdminState(b.id, 'drained');
         this.#tracks.delete(b.id);
         this.emit('drained', b);

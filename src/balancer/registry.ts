@@ -125,6 +125,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; view: [Poo
     if (!b) return false;
     if (to === 'draining') {
       b.drainDeadline = opts.deadline;
+      b.drainedBy = undefined;
       if (b.adminState !== 'draining') b.drainStartedAt = this.#deps.now();
     } else if (to !== 'drained') {
       b.drainStartedAt = undefined;

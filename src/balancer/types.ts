@@ -26,6 +26,8 @@ export interface Backend {
   /** When it last became healthy (ms), for slow start. */
   healthySince: number;
   drainStartedAt?: number;
+  /** Set by the drain monitor when it declares the backend drained. */
+  drainedBy?: 'idle' | 'deadline';
   drainDeadline?: number;
   inFlight: number;
   websockets: number;

@@ -37,15 +37,15 @@ async function waitForDrain(c: AdminClient, id: string, p: Parsed): Promise<numb
   const tty = process.stdout.isTTY === true;
   const started = Date.now();
   let initial: number | undefined;
-  let last: { remaining: number; deadline: string | null; left: string } | undefined;
+  let last: { left: string } | undefined;
   const interval = Number(process.env.LB_DRAIN_POLL_MS ?? 1000);
   for (;;) {
     const b = await c.call<BackendInfo>('GET', `/api/v1/backends/${enc(id)}`);
     if (b.adminState === 'drained') {
       if (tty) out('\n');
       // Drained by the deadline (what was left got re-pinned) is not drained by users leaving.
-      if (last && last.remaining > 0 && last.deadline && Date.now() >= Date.parse(last.deadline)) {
-        out(`${id}: deadline passed with ${last.left}; they were re-pinned\n`);
+      if (b.drainedBy === 'deadline') {
+        out(`${id}: deadline passed${last ? ` with ${last.left}` : ''}; what was left was re-pinned\n`);
         return 1;
       }
       out(`${id}: drained after ${duration((Date.now() - started) / 1000)}\n`);
@@ -55,7 +55,7 @@ async function waitForDrain(c: AdminClient, id: string, p: Parsed): Promise<numb
     const d = b.drain!;
     initial ??= Math.max(d.remaining, 1);
     const left = `${b.sessions} sessions, ${b.websockets} websockets, ${b.inFlight} in flight left`;
-    last = { remaining: d.remaining, deadline: d.deadline, left };
+    if (d.remaining > 0) last = { left };
     const timing = `elapsed ${duration(d.elapsedSeconds)}, eta ${duration(d.etaSeconds)}`;
     if (d.deadline && Date.now() >= Date.parse(d.deadline) + 2 * interval && d.remaining > 0) {
       if (tty) out('\n');

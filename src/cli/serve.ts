@@ -1,6 +1,8 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import cluster from 'node:cluster';
 import { App } from '../app.js';
+import { runPrimary, runWorker, workerCount } from '../cluster/cluster.js';
 import { loadConfigFile } from '../config/load.js';
 import type { LbConfig } from '../config/types.js';
 import { createLogger } from '../log.js';
@@ -17,9 +19,29 @@ export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..
 export async function serve(configFile: string, extra: { onStop?: () => Promise<void>; config?: LbConfig } = {}): Promise<number> {
   const config = extra.config ?? loadConfigFile(configFile);
   const logger = createLogger(config.log.level);
+  const loadConfig = (): LbConfig => loadConfigFile(configFile);
+  const workers = workerCount(config);
+  if (workers > 1 && cluster.isWorker) {
+    // A worker stops when the primary says so (it relays SIGTERM/SIGINT), or when the primary is gone.
+    return new Promise<number>((resolveExit) => {
+      const exit = (code: number): void => {
+        logger.flush();
+        resolveExit(code);
+        // The IPC channel keeps a worker alive: let go of it so the process ends.
+        if (process.connected) process.disconnect();
+        setTimeout(() => process.exit(code), 2000).unref();
+      };
+      for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => undefined);
+      process.on('disconnect', () => exit(1));
+      runWorker({ config, logger, loadConfig, onExit: exit }).catch((err: Error) => {
+        logger.error({ event: 'cluster.worker.failed', error: err.message }, `worker failed to start: ${err.message}`);
+        exit(1);
+      });
+    });
+  }
   let app: App;
   try {
-    app = await App.start({ config, logger, loadConfig: () => loadConfigFile(configFile) });
+    app = workers > 1 ? await runPrimary({ config, logger, loadConfig, onExit: () => undefined }) : await App.start({ config, logger, loadConfig });
   } catch (err) {
     logger.flush();
     throw err;
@@ -39,7 +61,7 @@ export async function serve(configFile: string, extra: { onStop?: () => Promise<
     process.once('SIGINT', () => stop('SIGINT'));
     process.on('SIGHUP', () => {
       try {
-        app.reload(loadConfigFile(configFile));
+        app.reload(loadConfig());
       } catch (err) {
         logger.error({ event: 'config.reload.rejected', error: (err as Error).message }, 'reload rejected; the running config is unchanged');
         // SIGHUP also means "re-read the certificate": do that even when the new config is bad.

@@ -17,13 +17,17 @@ export class PassiveHealth {
   readonly #recheck: (b: Backend) => Promise<boolean | undefined>;
   readonly #errors = new Map<string, number>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
+  readonly #report?: (b: Backend) => void;
 
   constructor(deps: {
     registry: Registry;
     config: (pool: string) => PassiveHealthConfig | undefined;
     /** Probe once: true/false, or undefined when the pool has no active checks. */
     recheck: (b: Backend) => Promise<boolean | undefined>;
+    /** Cluster worker: report instead of ejecting (the primary ejects, and tells every worker). */
+    eject?: (b: Backend) => void;
   }) {
+    this.#report = deps.eject;
     this.#registry = deps.registry;
     this.#config = deps.config;
     this.#recheck = deps.recheck;
@@ -45,7 +49,18 @@ export class PassiveHealth {
     }
     const n = (this.#errors.get(b.id) ?? 0) + 1;
     this.#errors.set(b.id, n);
-    if (n >= cfg.consecutiveErrors && !b.passiveDown) this.#eject(b, cfg.cooldown);
+    if (n >= cfg.consecutiveErrors && !b.passiveDown) {
+      if (this.#report) {
+        this.#errors.delete(b.id);
+        this.#report(b);
+      } else this.#eject(b, cfg.cooldown);
+    }
+  }
+
+  /** Eject now for the pool's cooldown (a cluster worker asked for it). */
+  ejectNow(b: Backend): void {
+    const cfg = this.#config(b.pool);
+    if (cfg?.enabled && !b.passiveDown) this.#eject(b, cfg.cooldown);
   }
 
   close(): void {

@@ -41,55 +41,60 @@ export class Metrics {
   readonly #affinityChildren = new Map<string, Map<string, Map<string, Counter.Internal>>>();
   readonly #retryChildren = new Map<string, Counter.Internal>();
 
-  constructor(deps: { registry: Registry; balancer: Balancer; drains: DrainMonitor }) {
+  constructor(deps: { registry: Registry; balancer: Balancer; drains: DrainMonitor; parts?: { traffic: boolean; state: boolean } }) {
+    const parts = deps.parts ?? { traffic: true, state: true };
     const r = this.registry;
-    collectDefaultMetrics({ register: r });
+    // Request-path families live where traffic is (workers), state gauges where state is (the
+    // primary): with workers the two sets are disjoint and the primary's /metrics joins them.
+    const traffic = parts.traffic ? [r] : [];
+    const state = parts.state ? [r] : [];
+    if (parts.traffic) collectDefaultMetrics({ register: r });
     const backends = (): Backend[] => deps.registry.all();
-    this.#requests = new Counter({ name: 'lb_requests_total', help: 'Requests answered, by pool, backend and status class.', labelNames: ['pool', 'backend', 'status_class'], registers: [r] });
+    this.#requests = new Counter({ name: 'lb_requests_total', help: 'Requests answered, by pool, backend and status class.', labelNames: ['pool', 'backend', 'status_class'], registers: traffic });
     this.#durations = new Histogram({
       name: 'lb_request_duration_seconds',
       help: 'Time from request to the end of the response, by pool, backend and status class.',
       labelNames: ['pool', 'backend', 'status_class'],
       buckets: DURATION_BUCKETS,
-      registers: [r],
+      registers: traffic,
     });
     this.#affinity = new Counter({
       name: 'lb_affinity_total',
       help: 'Affinity results: hit, new, repin (reason gone|maint|down|deadline), rejected (reason malformed|bad-signature|expired|unknown-key|unknown-backend), fallback (hash key missing).',
       labelNames: ['pool', 'result', 'reason'],
-      registers: [r],
+      registers: traffic,
     });
-    this.#retries = new Counter({ name: 'lb_retries_total', help: 'Requests retried on another backend.', labelNames: ['pool'], registers: [r] });
-    this.#checks = new Counter({ name: 'lb_health_checks_total', help: 'Active health probes by result.', labelNames: ['pool', 'backend', 'result'], registers: [r] });
-    this.#checkDurations = new Histogram({ name: 'lb_health_check_duration_seconds', help: 'Active health probe latency.', labelNames: ['pool'], buckets: DURATION_BUCKETS, registers: [r] });
-    gauge(r, 'lb_backend_status', 'Backend status (1 for the current one): up, down, starting, draining, drained, maint.', ['pool', 'backend', 'status'], (set) => {
+    this.#retries = new Counter({ name: 'lb_retries_total', help: 'Requests retried on another backend.', labelNames: ['pool'], registers: traffic });
+    this.#checks = new Counter({ name: 'lb_health_checks_total', help: 'Active health probes by result.', labelNames: ['pool', 'backend', 'result'], registers: state });
+    this.#checkDurations = new Histogram({ name: 'lb_health_check_duration_seconds', help: 'Active health probe latency.', labelNames: ['pool'], buckets: DURATION_BUCKETS, registers: state });
+    gauge(state, 'lb_backend_status', 'Backend status (1 for the current one): up, down, starting, draining, drained, maint.', ['pool', 'backend', 'status'], (set) => {
       for (const b of backends()) {
         const now = statusOf(b, deps.balancer.weightOf(b));
         for (const s of STATUSES) set({ pool: b.pool, backend: b.id, status: s }, s === now ? 1 : 0);
       }
     });
-    gauge(r, 'lb_backend_health', 'Backend health from checks (1 for the current one): unknown, healthy, unhealthy.', ['pool', 'backend', 'health'], (set) => {
+    gauge(state, 'lb_backend_health', 'Backend health from checks (1 for the current one): unknown, healthy, unhealthy.', ['pool', 'backend', 'health'], (set) => {
       for (const b of backends()) {
         const h = health(b);
         for (const s of HEALTHS) set({ pool: b.pool, backend: b.id, health: s }, s === h ? 1 : 0);
       }
     });
-    gauge(r, 'lb_backend_admin_state', 'Backend admin state (1 for the current one).', ['pool', 'backend', 'state'], (set) => {
+    gauge(state, 'lb_backend_admin_state', 'Backend admin state (1 for the current one).', ['pool', 'backend', 'state'], (set) => {
       for (const b of backends()) for (const s of ['active', 'draining', 'drained', 'maint'] as AdminState[]) set({ pool: b.pool, backend: b.id, state: s }, s === b.adminState ? 1 : 0);
     });
-    gauge(r, 'lb_backend_weight', 'Weight in effect for new sessions (slow start included).', ['pool', 'backend'], (set) => {
+    gauge(state, 'lb_backend_weight', 'Weight in effect for new sessions (slow start included).', ['pool', 'backend'], (set) => {
       for (const b of backends()) set({ pool: b.pool, backend: b.id }, deps.balancer.weightOf(b));
     });
-    gauge(r, 'lb_backend_inflight', 'Requests in flight to the backend.', ['pool', 'backend'], (set) => {
+    gauge(state, 'lb_backend_inflight', 'Requests in flight to the backend.', ['pool', 'backend'], (set) => {
       for (const b of backends()) set({ pool: b.pool, backend: b.id }, b.inFlight);
     });
-    gauge(r, 'lb_websockets_open', 'Open WebSocket tunnels to the backend.', ['pool', 'backend'], (set) => {
+    gauge(state, 'lb_websockets_open', 'Open WebSocket tunnels to the backend.', ['pool', 'backend'], (set) => {
       for (const b of backends()) set({ pool: b.pool, backend: b.id }, b.websockets);
     });
-    gauge(r, 'lb_sessions_live', 'Live sessions pinned to the backend (seen within maxIdle, or held by a WebSocket).', ['pool', 'backend'], (set) => {
+    gauge(state, 'lb_sessions_live', 'Live sessions pinned to the backend (seen within maxIdle, or held by a WebSocket).', ['pool', 'backend'], (set) => {
       for (const b of backends()) set({ pool: b.pool, backend: b.id }, deps.balancer.liveSessions(b));
     });
-    gauge(r, 'lb_drain_remaining_sessions', 'For draining backends: sessions + WebSockets + in-flight requests left.', ['pool', 'backend'], (set) => {
+    gauge(state, 'lb_drain_remaining_sessions', 'For draining backends: sessions + WebSockets + in-flight requests left.', ['pool', 'backend'], (set) => {
       for (const b of backends()) if (b.adminState === 'draining') set({ pool: b.pool, backend: b.id }, deps.drains.progress(b).remaining);
     });
     deps.registry.on('change', (e) => {
@@ -169,12 +174,12 @@ export class Metrics {
 }
 
 /** A gauge whose values are read at scrape time; stale label sets are dropped each scrape. */
-function gauge(r: PromRegistry, name: string, help: string, labelNames: string[], fill: (set: (labels: Record<string, string>, v: number) => void) => void): void {
+function gauge(r: PromRegistry[], name: string, help: string, labelNames: string[], fill: (set: (labels: Record<string, string>, v: number) => void) => void): void {
   new Gauge({
     name,
     help,
     labelNames,
-    registers: [r],
+    registers: r,
     collect() {
       this.reset();
       fill((labels, v) => this.set(labels, v));

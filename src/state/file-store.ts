@@ -87,3 +87,15 @@ export function validateState(doc: unknown, source: string): PersistedState {
   });
   return s as unknown as PersistedState;
 }
+
+/** A store that keeps the document in memory only (cluster workers: the primary owns the file). */
+export class MemoryStateStore implements StateStore {
+  #doc?: PersistedState;
+  async load(): Promise<PersistedState | undefined> {
+    return this.#doc;
+  }
+  async save(state: PersistedState): Promise<void> {
+    this.#doc = state;
+  }
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,262 @@
+import cluster, { type Worker } from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import type { Logger } from 'pino';
+import { AggregatorRegistry } from 'prom-client';
+import { App } from '../app.js';
+import type { LbConfig } from '../config/types.js';
+import { applyState, stateOf, type BackendReport, type ToPrimary, type ToWorker } from './protocol.js';
+
+export function workerCount(config: LbConfig): number {
+  return config.workers === 'auto' ? availableParallelism() : config.workers;
+}
+
+const REPORT_MS = 250;
+const SYNC_TIMEOUT_MS = 3000;
+
+interface WorkerSlot {
+  worker: Worker;
+  acked: number;
+  ready: boolean;
+  report?: Extract<ToPrimary, { t: 'lb:report' }>['backends'];
+}
+
+/**
+ * The cluster primary: runs the App in the `primary` role (admin API, health checks, drains,
+ * state store; no listener), forks the workers, mirrors every Registry change to them, answers
+ * admin calls only once every worker applied the change, aggregates what they report (in-flight,
+ * WebSockets, sessions, metrics), replaces a worker that dies, and stops them all gracefully.
+ */
+export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadConfig: () => LbConfig; onExit: (code: number) => void }): Promise<App> {
+  const { logger } = opts;
+  const n = workerCount(opts.config);
+  const app = await App.start({ config: opts.config, logger, loadConfig: opts.loadConfig, role: 'primary' });
+  const slots = new Map<number, WorkerSlot>();
+  let seq = 0;
+  let stopping = false;
+  const aggregator = new AggregatorRegistry();
+  const send = (slot: WorkerSlot, msg: ToWorker): void => {
+    if (slot.worker.isConnected()) slot.worker.send(msg);
+  };
+  const broadcast = (msg: ToWorker): void => {
+    for (const s of slots.values()) send(s, msg);
+  };
+
+  app.registry.on('change', (e) => {
+    seq++;
+    broadcast(e.type === 'removed' ? { t: 'lb:sync', seq, remove: e.backend.id } : { t: 'lb:sync', seq, upsert: stateOf(e.backend) });
+  });
+  app.drains.on('deadline', (b) => broadcast({ t: 'lb:deadline', id: b.id }));
+  const waiters = new Set<() => void>();
+  const synced = (target: number): boolean => [...slots.values()].every((s) => !s.ready || s.acked >= target);
+  app.afterPersist = () => {
+    const target = seq;
+    if (synced(target)) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (!synced(target)) return;
+        waiters.delete(check);
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        logger.warn({ event: 'cluster.sync.slow', seq: target }, 'a worker did not confirm an admin change in time');
+        resolve();
+      }, SYNC_TIMEOUT_MS);
+      waiters.add(check);
+    });
+  };
+  app.readyExtra = () => slots.size === n && [...slots.values()].every((s) => s.ready);
+  app.metricsText = async () => (await app.metrics.text()) + (await aggregator.clusterMetrics());
+  app.tallies = (b) => {
+    let total = 0;
+    let errors = 0;
+    for (const s of slots.values()) {
+      const r = s.report?.[b.id];
+      if (r) [total, errors] = [total + r[2], errors + r[3]];
+    }
+    return { total, errors };
+  };
+  // The certificate lives in the workers' listeners.
+  app.reloadTls = () => broadcast({ t: 'lb:tls' });
+  const origReload = app.reload.bind(app);
+  app.reload = (next) => {
+    const warnings = origReload(next);
+    broadcast({ t: 'lb:reload', state: app.state });
+    return warnings;
+  };
+
+  const onMessage = (slot: WorkerSlot, msg: ToPrimary): void => {
+    switch (msg.t) {
+      case 'lb:hello':
+        // The worker listens now (a message sent at 'online' would arrive before its listener).
+        send(slot, { t: 'lb:init', seq, state: app.state, backends: app.registry.all().map(stateOf) });
+        break;
+      case 'lb:ready':
+        slot.ready = true;
+        logger.info({ event: 'cluster.worker.ready', worker: slot.worker.id, workerPid: slot.worker.process.pid }, `worker ${slot.worker.id} ready`);
+        break;
+      case 'lb:ack':
+        slot.acked = Math.max(slot.acked, msg.seq);
+        for (const w of [...waiters]) w();
+        break;
+      case 'lb:report': {
+        slot.report = msg.backends;
+        for (const b of app.registry.all()) {
+          let inFlight = 0;
+          let websockets = 0;
+          for (const s of slots.values()) {
+            const r = s.report?.[b.id];
+            if (r) [inFlight, websockets] = [inFlight + r[0], websockets + r[1]];
+          }
+          b.inFlight = inFlight;
+          b.websockets = websockets;
+        }
+        for (const [pool, id, backend, expiresAt] of msg.touches) app.balancer.pool(pool)?.affinity.remember?.(id, backend, expiresAt);
+        for (const id of msg.ejects) {
+          const b = app.registry.get(id);
+          if (b) app.passive.ejectNow(b);
+        }
+        break;
+      }
+    }
+  };
+
+  const fork = (): void => {
+    const worker = cluster.fork();
+    const slot: WorkerSlot = { worker, acked: 0, ready: false };
+    slots.set(worker.id, slot);
+    worker.on('message', (msg: ToPrimary) => {
+      if (msg && typeof msg === 'object' && typeof msg.t === 'string' && msg.t.startsWith('lb:')) onMessage(slot, msg);
+    });
+
+  };
+  cluster.on('exit', (worker, code, signal) => {
+    slots.delete(worker.id);
+    for (const w of [...waiters]) w();
+    if (stopping) {
+      if (slots.size === 0) void app.stop(0).then(() => opts.onExit(0));
+      return;
+    }
+    logger.error({ event: 'cluster.worker.died', worker: worker.id, code, signal }, `worker ${worker.id} died (${signal ?? code}); starting another`);
+    fork();
+  });
+  for (let i = 0; i < n; i++) fork();
+  logger.info({ event: 'cluster.start', workers: n }, `lb primary: ${n} workers`);
+
+  const origStop = app.stop.bind(app);
+  app.stop = (grace = app.config.timeouts.gracePeriod) => {
+    if (!stopping) {
+      stopping = true;
+      if (slots.size === 0) return origStop(0);
+      broadcast({ t: 'lb:stop', grace });
+    }
+    return new Promise<void>((resolve) => {
+      const check = setInterval(() => {
+        if (slots.size === 0) {
+          clearInterval(check);
+          void origStop(0).then(resolve);
+        }
+      }, 50);
+    });
+  };
+  return app;
+}
+
+/**
+ * A cluster worker: waits for the primary's state, runs the App in the `worker` role (listeners
+ * only), applies every change the primary sends (acknowledging each), and reports in-flight,
+ * WebSockets, request tallies, session touches and passive-health ejections every 250 ms.
+ */
+export async function runWorker(opts: { config: LbConfig; logger: Logger; loadConfig: () => LbConfig; onExit: (code: number) => void }): Promise<void> {
+  const { logger } = opts;
+  // Queue what the primary sends while this worker starts; nothing may be dropped.
+  const queued: ToWorker[] = [];
+  let handle: ((msg: ToWorker) => void) | undefined;
+  process.on('message', (msg: ToWorker) => {
+    if (!msg || typeof msg !== 'object' || typeof msg.t !== 'string' || !msg.t.startsWith('lb:') || msg.t === 'lb:init') return;
+    if (handle) handle(msg);
+    else queued.push(msg);
+  });
+  const touches: Array<[string, string, string, number]> = [];
+  const ejects = new Set<string>();
+  const toPrimary = (msg: ToPrimary): void => {
+    if (process.connected) process.send!(msg);
+  };
+  const init = await new Promise<Extract<ToWorker, { t: 'lb:init' }>>((resolve) => {
+    const on = (msg: ToWorker): void => {
+      if (msg?.t !== 'lb:init') return;
+      process.off('message', on);
+      resolve(msg);
+    };
+    process.on('message', on);
+    toPrimary({ t: 'lb:hello' });
+  });
+  const app = await App.start({
+    config: opts.config,
+    logger,
+    role: 'worker',
+    state: init.state,
+    onTouch: (pool, id, backend, expiresAt) => touches.push([pool, id, backend, expiresAt]),
+    onEject: (b) => ejects.add(b.id),
+  });
+  new AggregatorRegistry(); // answers the primary's metrics requests
+  AggregatorRegistry.setRegistries([app.metrics.registry]);
+  const known = new Set(init.backends.map((b) => b.id));
+  for (const b of app.registry.all()) if (!known.has(b.id)) app.registry.remove(b.id);
+  for (const s of init.backends) applyState(app.registry, s);
+  toPrimary({ t: 'lb:ack', seq: init.seq });
+  let applied = init.seq;
+
+  handle = (msg: ToWorker) => {
+    switch (msg.t) {
+      case 'lb:sync':
+        // A change sent before the init snapshot is already in it: never roll back to it.
+        if (msg.seq > applied) {
+          if (msg.remove) app.registry.remove(msg.remove);
+          if (msg.upsert) applyState(app.registry, msg.upsert);
+          applied = msg.seq;
+        }
+        toPrimary({ t: 'lb:ack', seq: msg.seq });
+        break;
+      case 'lb:deadline': {
+        const b = app.registry.get(msg.id);
+        if (!b) break;
+        app.balancer.pool(b.pool)?.affinity.forgetBackend(b.id);
+        app.drains.emit('deadline', b);
+        break;
+      }
+      case 'lb:reload':
+        app.state = msg.state;
+        try {
+          app.reload(opts.loadConfig());
+        } catch (err) {
+          logger.error({ event: 'config.reload.rejected', error: (err as Error).message }, 'worker reload failed');
+        }
+        break;
+      case 'lb:tls':
+        app.reloadTls();
+        break;
+      case 'lb:stop':
+        void app.stop(msg.grace).then(() => opts.onExit(0));
+        break;
+    }
+  };
+  for (const msg of queued.splice(0)) handle(msg);
+  const report = setInterval(() => {
+    const backends: Record<string, BackendReport> = {};
+    for (const b of app.registry.all()) {
+      const t = app.metrics.tallies(b);
+      backends[b.id] = [b.inFlight, b.websockets, t.total, t.errors];
+    }
+    // Sessions held by open WebSockets here stay live fleet-wide while they are held.
+    for (const p of app.balancer.pools()) {
+      const maxIdle = p.config.affinity.mode === 'hash' ? p.config.affinity.hash!.maxIdle : p.config.affinity.cookie.maxIdle;
+      for (const [id, backend] of p.affinity.held?.() ?? []) touches.push([p.name, id, backend, Date.now() + maxIdle]);
+    }
+    toPrimary({ t: 'lb:report', backends, touches: touches.splice(0), ejects: [...ejects] });
+    ejects.clear();
+  }, REPORT_MS);
+  report.unref();
+  toPrimary({ t: 'lb:ready' });
+}

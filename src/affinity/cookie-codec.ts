@@ -1,4 +1,5 @@
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { randomChunk } from '../util/random.js';
 
 /**
  * The signed affinity cookie (SPEC §3). Binary layout, base64url-encoded (66 characters):
@@ -49,7 +50,7 @@ export interface CookieLimits {
 
 /** A fresh random session id (12 bytes, base64url). */
 export function newSessionId(): string {
-  return randomBytes(12).toString('base64url');
+  return randomChunk(12).toString('base64url');
 }
 
 export class CookieCodec {
@@ -69,8 +70,23 @@ export class CookieCodec {
   /** The opaque token for a backend id under the signing key, and under each verifying key. */
   tokenFor(backendId: string, keyId: string = this.#keys[0].idHex): string {
     const key = this.#byId.get(keyId) ?? this.#keys[0];
-    return createHmac('sha256', key.secret).update('backend\0').update(backendId).digest().subarray(0, 8).toString('hex');
+    let byBackend = this.#tokens.get(key.idHex);
+    if (!byBackend) this.#tokens.set(key.idHex, (byBackend = new Map()));
+    let token = byBackend.get(backendId);
+    if (token === undefined) {
+      token = createHmac('sha256', key.secret).update('backend\0').update(backendId).digest().subarray(0, 8).toString('hex');
+      if (byBackend.size < 10_000) byBackend.set(backendId, token);
+    }
+    return token;
   }
+
+  /** Backend tokens per key id (one HMAC per backend, not per cookie). */
+  readonly #tokens = new Map<string, Map<string, string>>();
+  /**
+   * Cookies whose signature already verified → their claims, so a returning client costs a map
+   * lookup instead of an HMAC (expiry is still checked on every request). Bounded, oldest out.
+   */
+  readonly #verified = new Map<string, CookieClaims>();
 
   get signingKeyId(): string {
     return this.#keys[0].idHex;
@@ -98,6 +114,8 @@ export class CookieCodec {
   /** Verify signature and expiry. `now` in ms. Never throws on hostile input. */
   decode(value: string, now: number, limits: CookieLimits): DecodeResult {
     if (typeof value !== 'string' || value.length !== ENCODED_LENGTH) return { ok: false, reason: 'malformed' };
+    const known = this.#verified.get(value);
+    if (known) return this.#expiry(known, now, limits);
     const buf = Buffer.from(value, 'base64url');
     if (buf.length !== TOTAL || buf[0] !== VERSION || buf.toString('base64url') !== value) {
       return { ok: false, reason: 'malformed' };
@@ -115,8 +133,14 @@ export class CookieCodec {
       lastSeen,
       keyId: key.idHex,
     };
-    if (now - issuedAt > limits.maxLife || lastSeen < issuedAt) return { ok: false, reason: 'expired' };
-    if (now - lastSeen > limits.maxIdle) return { ok: false, reason: 'expired', idleClaims: claims };
+    if (this.#verified.size >= 10_000) this.#verified.delete(this.#verified.keys().next().value!);
+    this.#verified.set(value, claims);
+    return this.#expiry(claims, now, limits);
+  }
+
+  #expiry(claims: CookieClaims, now: number, limits: CookieLimits): DecodeResult {
+    if (now - claims.issuedAt > limits.maxLife || claims.lastSeen < claims.issuedAt) return { ok: false, reason: 'expired' };
+    if (now - claims.lastSeen > limits.maxIdle) return { ok: false, reason: 'expired', idleClaims: claims };
     return { ok: true, claims };
   }
 }

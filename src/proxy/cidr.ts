@@ -9,6 +9,7 @@ export function trustList(entries: readonly string[]): BlockList {
     if (bits === undefined) list.addAddress(addr, type);
     else list.addSubnet(addr, Number(bits), type);
   }
+  if (entries.length > 0) verdicts.set(list, new Map());
   return list;
 }
 
@@ -20,10 +21,22 @@ export function normalizeIp(ip: string | undefined): string {
 
 export function isTrusted(list: BlockList, ip: string): boolean {
   if (!ip) return false;
+  const cache = verdicts.get(list);
+  if (!cache) return false; // no trusted proxies: nothing to check
+  const known = cache.get(ip);
+  if (known !== undefined) return known;
   const type = isIP(ip);
-  if (type === 0) return false;
-  return list.check(ip, type === 6 ? 'ipv6' : 'ipv4');
+  const verdict = type !== 0 && list.check(ip, type === 6 ? 'ipv6' : 'ipv4');
+  if (cache.size >= 10_000) cache.clear();
+  cache.set(ip, verdict);
+  return verdict;
 }
+
+/**
+ * Per trust list, the verdict for each address seen (BlockList.check builds a SocketAddress per
+ * call; peers repeat). Lists with no entries have no cache: nothing is trusted.
+ */
+const verdicts = new WeakMap<BlockList, Map<string, boolean>>();
 
 /**
  * The client address: the peer, or — when the peer is a trusted proxy — the right-most address

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v openssl >/dev/null || need+=(openssl)
 [ -x /usr/bin/chromium ] || need+=(chromium)   # the dashboard test drives Debian's chromium (playwright-core)
+command -v redis-server >/dev/null || need+=(redis-server)   # the fleet test starts its own redis-server
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "test-all: missing Debian packages: ${need[*]} (run as root, or install them)" >&2

@@ -19,6 +19,7 @@ import type { ForwardOutcome } from './proxy/forward.js';
 import { openListener, type Listener } from './proxy/listeners.js';
 import { loadTlsOptions, tlsFiles, watchTls } from './proxy/tls.js';
 import { FileStateStore, MemoryStateStore } from './state/file-store.js';
+import { RedisStateStore } from './state/redis-store.js';
 import { emptyState, type PersistedState, type StateStore } from './state/types.js';
 import { applyConfigDiff } from './reload.js';
 import { DrainMonitor } from './balancer/drain.js';
@@ -98,7 +99,9 @@ export class App {
 
   private constructor(o: Required<Omit<AppOptions, 'state' | 'onTouch' | 'onEject'>> & AppOptions, state: PersistedState) {
     this.role = o.role;
-    this.#onTouch = o.onTouch;
+    // Session touches go to the cluster primary (workers) or to the shared store (fleet).
+    const fleet = o.store instanceof RedisStateStore ? o.store : undefined;
+    this.#onTouch = o.onTouch ?? (fleet ? (pool, id, backend, expiresAt) => fleet.touch(pool, id, backend, expiresAt) : undefined);
     this.config = o.config;
     this.logger = o.logger;
     this.store = o.store;
@@ -176,11 +179,12 @@ export class App {
       loadConfig: opts.loadConfig ?? (() => opts.config),
       now: opts.now ?? Date.now,
       random: opts.random ?? Math.random,
-      store: opts.store ?? (role === 'worker' ? new MemoryStateStore() : new FileStateStore(resolve(opts.config.baseDir, opts.config.state.file))),
+      store: opts.store ?? App.#storeFor(opts.config, role, opts.logger),
       role,
     };
     const state = opts.state ?? (await o.store.load()) ?? emptyState();
     const app = new App(o, state);
+    if (o.store instanceof RedisStateStore) app.#joinFleet(o.store);
     if (role !== 'worker') await app.#ensureCookieSecret();
     try {
       if (role !== 'worker') app.health.sync();
@@ -222,6 +226,79 @@ export class App {
     this.#versionState.set(pool, signature);
     if (mixed) this.logger.warn({ event: 'pool.versions.mixed', pool, versions, excluded }, `pool ${pool} runs mixed app versions`);
     else this.logger.info({ event: 'pool.versions.same', pool, versions }, `pool ${pool} runs one app version again`);
+  }
+
+  static #storeFor(config: LbConfig, role: string, logger: Logger): StateStore {
+    if (role === 'worker') return new MemoryStateStore();
+    if (config.state.store === 'redis') return new RedisStateStore({ url: config.state.redis.url, prefix: config.state.redis.prefix, logger });
+    return new FileStateStore(resolve(config.baseDir, config.state.file));
+  }
+
+  /** A session touch seen elsewhere (a cluster worker): shared with the fleet when there is one. */
+  recordTouch(pool: string, id: string, backend: string, expiresAt: number): void {
+    if (this.store instanceof RedisStateStore) this.store.touch(pool, id, backend, expiresAt);
+  }
+
+  /**
+   * Several lb instances on one Redis (SPEC §8): apply every newer state document another
+   * instance stored, exchange session touches and fleet-wide live counts every 500 ms, and when
+   * a backend starts draining, learn the sessions (and hash keys) the fleet has on it, so they
+   * keep it on this instance too.
+   */
+  #joinFleet(store: RedisStateStore): void {
+    store.subscribe((doc) => {
+      if (doc.version <= this.state.version) return;
+      this.adoptState(doc);
+      this.logger.info({ event: 'state.fleet.applied', version: doc.version }, `state version ${doc.version} from the fleet applied`);
+    }, (remote) => {
+      if (remote && remote.version >= this.state.version) return;
+      store.save(this.state).then(
+        () => this.logger.info({ event: 'state.fleet.reseeded', version: this.state.version }, 'shared state restored from this instance'),
+        () => undefined,
+      );
+    });
+    const fleet = new Map<string, number>();
+    this.balancer.fleetSessions = fleet;
+    const tick = async (): Promise<void> => {
+      const counts = await store.exchange(this.registry.all().map((b) => ({ pool: b.pool, id: b.id })), this.#now());
+      if (!counts) return;
+      fleet.clear();
+      for (const [id, n] of counts) fleet.set(id, n);
+    };
+    const timer = setInterval(() => void tick(), 500);
+    timer.unref();
+    this.#undo.push(() => clearInterval(timer));
+    this.registry.on('change', (e) => {
+      if (e.type !== 'admin' || e.to !== 'draining') return;
+      const b = e.backend;
+      void store.members(b.pool, b.id, this.#now()).then((members) => {
+        const affinity = this.balancer.pool(b.pool)?.affinity;
+        for (const [id, expiresAt] of members) affinity?.remember?.(id, b.id, expiresAt);
+      });
+    });
+  }
+
+  /**
+   * Make the running backends match a state document (from the fleet, or imported): what it
+   * removed goes, what it added comes, what it no longer overrides returns to the YAML config.
+   */
+  adoptState(doc: PersistedState): void {
+    const inConfig = this.#configIds();
+    const added = new Set(doc.backends.filter((b) => b.added).map((b) => b.id));
+    for (const b of this.registry.all()) if (!inConfig.has(b.id) && !added.has(b.id)) this.registry.remove(b.id);
+    const overridden = new Set(doc.backends.map((b) => b.id));
+    for (const pool of Object.values(this.config.pools)) {
+      for (const b of pool.backends) {
+        if (doc.removed.includes(b.id)) continue;
+        if (!this.registry.get(b.id)) this.registry.add({ id: b.id, pool: pool.name, url: b.url, weight: b.weight });
+        else if (!overridden.has(b.id)) {
+          this.registry.setWeight(b.id, b.weight);
+          this.registry.setAdminState(b.id, 'active');
+        }
+      }
+    }
+    this.#applyOverlay(doc);
+    this.state = doc;
   }
 
   /** Apply a new config live (SIGHUP / admin reload). Invalid configs never reach here. */

@@ -77,6 +77,7 @@ export class Control {
   }
 
   async add(body: unknown): Promise<BackendInfo> {
+    this.#writable();
     const req = object(body) as Partial<AddBackendRequest>;
     if (typeof req.id !== 'string' || !ID.test(req.id)) throw new ApiError('LB_BAD_REQUEST', 'id: expected 1-64 characters of letters, digits, . _ -');
     if (this.#app.registry.get(req.id)) throw new ApiError('LB_CONFLICT', `backend "${req.id}" already exists`);
@@ -91,6 +92,7 @@ export class Control {
   }
 
   async setWeight(id: string, body: unknown): Promise<BackendInfo> {
+    this.#writable();
     const b = this.#backend(id);
     const req = object(body);
     this.#app.registry.setWeight(id, weightOf(req.weight));
@@ -99,6 +101,7 @@ export class Control {
   }
 
   async drain(id: string, body: unknown): Promise<BackendInfo> {
+    this.#writable();
     const b = this.#backend(id);
     const req = body === undefined ? {} : object(body);
     const pool = this.#app.balancer.pool(b.pool)!;
@@ -112,6 +115,7 @@ export class Control {
   }
 
   async enable(id: string): Promise<BackendInfo> {
+    this.#writable();
     const b = this.#backend(id);
     this.#app.registry.setAdminState(id, 'active');
     await this.#app.persistBackends();
@@ -119,6 +123,7 @@ export class Control {
   }
 
   async maint(id: string): Promise<BackendInfo> {
+    this.#writable();
     const b = this.#backend(id);
     this.#app.registry.setAdminState(id, 'maint');
     this.#app.balancer.pool(b.pool)?.affinity.forgetBackend(id);
@@ -127,6 +132,7 @@ export class Control {
   }
 
   async remove(id: string, force: boolean): Promise<void> {
+    this.#writable();
     const b = this.#backend(id);
     const p = this.#app.drains.progress(b);
     if (p.remaining > 0 && !force) {
@@ -152,6 +158,7 @@ export class Control {
   }
 
   async importState(body: unknown): Promise<PersistedState> {
+    this.#writable();
     let doc: PersistedState;
     try {
       doc = validateState(body, 'import');
@@ -168,6 +175,12 @@ export class Control {
 
   defaultPool(): string {
     return this.#app.config.listeners.find((l) => l.pool)?.pool ?? Object.keys(this.#app.config.pools)[0];
+  }
+
+  /** Refuse an admin change up front when the state store cannot take it (nothing half-applied). */
+  #writable(): void {
+    const store = this.#app.store;
+    if (store.writable && !store.writable()) throw new ApiError('LB_UNAVAILABLE', 'the shared state store is unreachable: admin changes are refused until it is back (lb keeps serving)');
   }
 
   #backend(id: string): Backend {

@@ -75,8 +75,13 @@ export class Balancer {
   }
 
   /** Live sessions of a backend: affinity's session table. */
+  /** With a shared store: live sessions per backend across every lb instance. */
+  fleetSessions?: Map<string, number>;
+
   liveSessions(b: Backend): number {
-    return this.#pools.get(b.pool)?.affinity.liveSessions(b.id) ?? 0;
+    const local = this.#pools.get(b.pool)?.affinity.liveSessions(b.id) ?? 0;
+    const fleet = this.fleetSessions?.get(b.id);
+    return fleet === undefined ? local : Math.max(local, fleet);
   }
 
   sweep(): void {

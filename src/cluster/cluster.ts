@@ -112,7 +112,10 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
           b.inFlight = inFlight;
           b.websockets = websockets;
         }
-        for (const [pool, id, backend, expiresAt] of msg.touches) app.balancer.pool(pool)?.affinity.remember?.(id, backend, expiresAt);
+        for (const [pool, id, backend, expiresAt] of msg.touches) {
+          app.balancer.pool(pool)?.affinity.remember?.(id, backend, expiresAt);
+          app.recordTouch(pool, id, backend, expiresAt);
+        }
         for (const id of msg.ejects) {
           const b = app.registry.get(id);
           if (b) app.passive.ejectNow(b);

@@ -29,6 +29,8 @@ export interface StateStore {
   /** undefined when nothing was stored yet. Throws a clear error on a corrupt store. */
   load(): Promise<PersistedState | undefined>;
   save(state: PersistedState): Promise<void>;
+  /** Can a change be stored right now? (A shared store may be unreachable.) Absent: always. */
+  writable?(): boolean;
   close(): Promise<void>;
 }
 

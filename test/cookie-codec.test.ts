@@ -79,3 +79,18 @@ describe('cookie header helpers', () => {
     expect(withoutCookie(h, 'lb_affinity')).toBe(rest);
   });
 });
+
+describe('SessionTable', () => {
+  it('stays bounded under a flood of new sessions: the oldest are forgotten, held ones kept', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    const t = new SessionTable(() => 0, 100);
+    const release = t.hold('held', 'n1', 1000);
+    for (let i = 0; i < 1000; i++) t.touch(`s${i}`, i % 2 ? 'n1' : 'n2', 10_000);
+    expect(t.size).toBe(100);
+    expect(t.count('n1') + t.count('n2')).toBe(100);
+    expect(t.isLive('held', 'n1')).toBe(true);
+    expect(t.isLive('s999', 'n1')).toBe(true);
+    expect(t.isLive('s0', 'n2')).toBe(false);
+    release();
+  });
+});

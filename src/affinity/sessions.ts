@@ -8,8 +8,16 @@ export class SessionTable {
   readonly #counts = new Map<string, number>();
   readonly #now: () => number;
 
-  constructor(now: () => number) {
+  /**
+   * A flood of cookieless requests creates a session each; past this many entries the oldest
+   * are forgotten (their counts drop early, their cookies keep working): memory stays bounded
+   * (~150 bytes an entry, ~150 MB at the cap) instead of growing with request rate × maxIdle.
+   */
+  readonly #cap: number;
+
+  constructor(now: () => number, cap = 1_000_000) {
     this.#now = now;
+    this.#cap = cap;
   }
 
   touch(sessionId: string, backend: string, expiresAt: number): void {
@@ -21,8 +29,18 @@ export class SessionTable {
       }
       this.#dec(prev.backend);
     }
+    if (!prev && this.#entries.size >= this.#cap) this.#evictOldest();
     this.#entries.set(sessionId, { backend, expiresAt });
     this.#counts.set(backend, (this.#counts.get(backend) ?? 0) + 1);
+  }
+
+  #evictOldest(): void {
+    for (const [sid, e] of this.#entries) {
+      if (e.holds) continue; // a WebSocket still uses it
+      this.#entries.delete(sid);
+      this.#dec(e.backend);
+      return;
+    }
   }
 
   /** Is this session still live on this backend (e.g. held by an open WebSocket)? */

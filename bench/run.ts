@@ -1,0 +1,460 @@
+/**
+ * Side-by-side HTTP proxy benchmark on a 2-core machine. Every proxy is pinned to CPU 0; the
+ * load generator (wrk) and the three Node backends (one process) share CPU 1. Targets:
+ *   direct · lb workers:1 (cookie affinity) · lb affinity none · lb workers:auto (unpinned, CPUs 0,1)
+ *   · haproxy 1 thread (cookie insert) · nginx 1 worker (keepalive upstream) · npm http-proxy
+ * Per run: wrk -t1 -c50 --latency on /100 and /16k, after a 1 s uncounted warm-up; rounds are
+ * interleaved (A B C … A B C …). Reported: medians over rounds of req/s, p50, p99, proxy CPU µs per
+ * request (utime+stime from /proc), max RSS, total errors, and CPU relative to HAProxy.
+ *
+ *   node --import tsx bench/run.ts [--seconds 8] [--rounds 3]
+ */
+import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, openSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ensurePeers, freePort } from './peers.js';
+
+const args = process.argv.slice(2);
+
+// ---- helpers -----------------------------------------------------------------------------
+const procs: ChildProcess[] = [];
+const extraPids = new Set<number>();
+
+function children(pid: number): number[] {
+  const r = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' });
+  return (r.stdout || '').split('\n').filter(Boolean).map(Number);
+}
+
+function descendants(pid: number): number[] {
+  const out: number[] = [];
+  for (const c of children(pid)) out.push(...descendants(c), c);
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Kill every child we started (and their descendants), by PID. Synchronous: safe in 'exit'. */
+function cleanup(): void {
+  const pids: number[] = [];
+  for (const p of procs) if (p.pid && p.exitCode === null && p.signalCode === null) pids.push(...descendants(p.pid), p.pid);
+  for (const pid of extraPids) pids.push(pid);
+  for (const pid of new Set(pids)) {
+    try {
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+process.on('exit', cleanup);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+  process.on(sig, () => {
+    cleanup();
+    process.exit(130);
+  });
+
+function pinned(cpus: string, cmd: string, argv: string[], log: string, stdout: 'pipe' | 'log' = 'log'): ChildProcess {
+  const fd = openSync(log, 'a');
+  const p = spawn('taskset', ['-c', cpus, cmd, ...argv], { stdio: ['ignore', stdout === 'pipe' ? 'pipe' : fd, fd] });
+  procs.push(p);
+  return p;
+}
+
+function firstLine(p: ChildProcess): Promise<string> {
+  return new Promise((res, rej) => {
+    let buf = '';
+    p.stdout!.on('data', (d: Buffer) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) res(buf.slice(0, nl).trim());
+    });
+    p.once('exit', (c) => rej(new Error(`exited ${c} before printing a line`)));
+  });
+}
+
+function cpuUs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10_000; // utime+stime in 100 Hz ticks → µs
+}
+
+function rssKiB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitPort(port: number, p: ChildProcess, log: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (p.exitCode !== null || p.signalCode !== null) throw new Error(`exited ${p.exitCode ?? p.signalCode}: ${tail(log)}`);
+    const ok = await new Promise<boolean>((r) =>
+      http
+        .get({ host: '127.0.0.1', port, path: '/100', agent: false }, (res) => (res.resume(), r(res.statusCode === 200)))
+        .on('error', () => r(false)),
+    );
+    if (ok) return;
+    await sleep(50);
+  }
+  throw new Error(`port ${port} never answered 200: ${tail(log)}`);
+}
+
+function tail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').slice(-3).join(' | ');
+  } catch {
+    return '';
+  }
+}
+
+function version(cmd: string, argv: string[]): string {
+  if (!existsSync(cmd)) return 'not installed';
+  const r = spawnSync(cmd, argv, { encoding: 'utf8' });
+  return `${r.stdout || ''}${r.stderr || ''}`.trim().split('\n')[0] || 'unknown';
+}
+
+interface Wrk {
+  requests: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+function ms(v: string, unit: string): number {
+  const n = Number(v);
+  return unit === 'us' ? n / 1000 : unit === 'ms' ? n : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n * 3_600_000;
+}
+
+function parseWrk(out: string): Wrk {
+  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
+  const lat = (pct: string) => {
+    const m = new RegExp(`^\\s+${pct}%\\s+([\\d.]+)(us|ms|s|m|h)\\s*$`, 'm').exec(out);
+    return m ? ms(m[1], m[2]) : NaN;
+  };
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const errors = (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0) + (num(/Non-2xx or 3xx responses: (\d+)/) || 0);
+  return { requests: num(/(\d+) requests in/), rps: num(/Requests\/sec:\s+([\d.]+)/), p50: lat('50'), p99: lat('99'), errors };
+}
+
+function runWrk(url: string, seconds: number): Promise<string> {
+  return new Promise((res, rej) => {
+    const p = spawn('taskset', ['-c', '1', '/usr/bin/wrk', '-t1', '-c50', `-d${seconds}s`, '--latency', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    procs.push(p);
+    let out = '';
+    p.stdout!.on('data', (d) => (out += d));
+    p.stderr!.on('data', (d) => (out += d));
+    const timer = setTimeout(() => p.kill('SIGKILL'), (seconds + 15) * 1000);
+    p.once('exit', (code) => {
+      clearTimeout(timer);
+      procs.splice(procs.indexOf(p), 1);
+      if (code === 0) res(out);
+      else rej(new Error(`wrk exited ${code}: ${out.trim()}`));
+    });
+  });
+}
+
+// ---- targets -----------------------------------------------------------------------------
+interface Target {
+  name: string;
+  port: number;
+  /** PIDs whose CPU/RSS count as the proxy's (read fresh before each run). */
+  pids: () => number[];
+  note?: string;
+}
+
+interface Sample extends Wrk {
+  cpuPerReq?: number;
+  rssMiB?: number;
+}
+
+function lbYaml(port: number, bports: number[], dir: string, workers: string, affinity: string): string {
+  return `workers: ${workers}
+listeners: [ { name: web, host: 127.0.0.1, port: ${port}, pool: app } ]
+pools:
+  app:
+    affinity: ${affinity}
+    balance: round-robin
+    backends: [ ${bports.map((p, i) => `{ id: n${i + 1}, url: "http://127.0.0.1:${p}" }`).join(', ')} ]
+admin: { enabled: false }
+state: { file: "${dir}/state.json" }
+log: { level: warn }
+`;
+}
+
+async function startTargets(dir: string, bports: number[]): Promise<Target[]> {
+  const targets: Target[] = [{ name: 'direct', port: bports[0], pids: () => [] }];
+  const cookie = '{ mode: cookie, cookie: { secrets: ["bench-secret-value"] } }';
+  const main = resolve('dist/cli/main.js');
+
+  const tryStart = async (name: string, fn: () => Promise<Target>): Promise<void> => {
+    try {
+      targets.push(await fn());
+    } catch (e) {
+      console.error(`skipped: ${name}: ${(e as Error).message}`);
+      skipped.push(`${name} (${(e as Error).message.split('\n')[0].slice(0, 160)})`);
+    }
+  };
+
+  const lb = (name: string, tag: string, workers: string, affinity: string, cpus: string, note?: string) =>
+    tryStart(name, async () => {
+      const port = await freePort();
+      const sub = join(dir, tag);
+      execFileSync('mkdir', ['-p', sub]);
+      writeFileSync(join(sub, 'lb.yaml'), lbYaml(port, bports, sub, workers, affinity));
+      const log = join(dir, `${tag}.log`);
+      const p = pinned(cpus, process.execPath, [main, 'start', '-c', join(sub, 'lb.yaml')], log);
+      await waitPort(port, p, log);
+      return { name, port, pids: () => [p.pid!, ...descendants(p.pid!)], note };
+    });
+
+  await lb('lb workers:1', 'lb1', '1', cookie, '0');
+  await lb('lb workers:1, affinity none', 'lbnone', '1', '{ mode: none }', '0');
+  await lb('lb workers:auto', 'lbauto', 'auto', cookie, '0,1', 'unpinned (CPUs 0,1, shared with wrk + backends); CPU = primary + workers');
+
+  await tryStart('haproxy', async () => {
+    if (!existsSync('/usr/sbin/haproxy')) throw new Error('/usr/sbin/haproxy not installed');
+    const port = await freePort();
+    const cfg = join(dir, 'haproxy.cfg');
+    writeFileSync(
+      cfg,
+      `global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+  http-reuse safe
+frontend fe
+  bind 127.0.0.1:${port}
+  default_backend app
+backend app
+  balance roundrobin
+  cookie SRV insert indirect nocache
+${bports.map((p, i) => `  server s${i + 1} 127.0.0.1:${p} cookie s${i + 1}`).join('\n')}
+`,
+    );
+    const log = join(dir, 'haproxy.log');
+    const p = pinned('0', '/usr/sbin/haproxy', ['-f', cfg, '-db'], log);
+    await waitPort(port, p, log);
+    return { name: 'haproxy', port, pids: () => [p.pid!] };
+  });
+
+  await tryStart('nginx', async () => {
+    if (!existsSync('/usr/sbin/nginx')) throw new Error('/usr/sbin/nginx not installed');
+    const port = await freePort();
+    const cfg = join(dir, 'nginx.conf');
+    writeFileSync(
+      cfg,
+      `worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx.err warn;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/ngx-body; proxy_temp_path ${dir}/ngx-proxy;
+  fastcgi_temp_path ${dir}/ngx-fcgi; uwsgi_temp_path ${dir}/ngx-uwsgi; scgi_temp_path ${dir}/ngx-scgi;
+  upstream app {
+    hash $remote_addr consistent;
+${bports.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+`,
+    );
+    const log = join(dir, 'nginx.log');
+    const p = pinned('0', '/usr/sbin/nginx', ['-c', cfg, '-e', join(dir, 'nginx.err'), '-g', 'daemon off;'], log);
+    await waitPort(port, p, log);
+    const workers = children(p.pid!);
+    if (!workers.length) throw new Error('no nginx worker process found');
+    for (const w of workers) extraPids.add(w); // nginx workers outlive a SIGKILLed master
+    return { name: 'nginx', port, pids: () => children(p.pid!), note: 'worker process only; hash $remote_addr → one backend' };
+  });
+
+  await tryStart('http-proxy', async () => {
+    const port = await freePort();
+    const log = join(dir, 'http-proxy.log');
+    const p = pinned('0', process.execPath, [resolve('bench/proxies/http-proxy.cjs'), String(port), ...bports.map((b) => `http://127.0.0.1:${b}`)], log);
+    await waitPort(port, p, log);
+    return { name: 'http-proxy', port, pids: () => [p.pid!] };
+  });
+  return targets;
+}
+
+const skipped: string[] = [];
+const foreign: number[] = [];
+
+/** Busy ticks of the whole machine (/proc/stat) and of everything this benchmark runs. */
+function ticks(): { machine: number; ours: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const machine = f[0] + f[1] + f[2] + f[5] + f[6]; // user nice system irq softirq
+  // Ourselves plus reaped children (wrk), then every live child and its descendants.
+  const self = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
+  let ours = Number(self[11]) + Number(self[12]) + Number(self[13]) + Number(self[14]);
+  const pids = new Set<number>(extraPids);
+  for (const p of procs) if (p.pid && p.exitCode === null) [p.pid, ...descendants(p.pid)].forEach((x) => pids.add(x));
+  for (const pid of pids) {
+    try {
+      ours += cpuUs(pid) / 10_000;
+    } catch {
+      /* exited */
+    }
+  }
+  return { machine, ours };
+}
+
+async function measure(t: Target, path: string, seconds: number): Promise<Sample> {
+  const url = `http://127.0.0.1:${t.port}${path}`;
+  await runWrk(url, 1); // warm-up, not counted
+  const pids = t.pids();
+  const k0 = ticks();
+  const c0 = pids.map(cpuUs);
+  const w = parseWrk(await runWrk(url, seconds));
+  const c1 = pids.map(cpuUs);
+  const k1 = ticks();
+  // Share of one CPU used by processes that are not part of this benchmark during the run.
+  foreign.push(Math.max(0, k1.machine - k0.machine - (k1.ours - k0.ours)) / (seconds * 100));
+  if (!pids.length) return w;
+  const dCpu = c1.reduce((a, b) => a + b, 0) - c0.reduce((a, b) => a + b, 0);
+  const rss = t.pids().reduce((a, pid) => a + (alive(pid) ? rssKiB(pid) : 0), 0);
+  return { ...w, cpuPerReq: dCpu / w.requests, rssMiB: rss / 1024 };
+}
+
+function median(xs: number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+const fmt = (x: number | undefined, d: number) => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(d));
+
+async function main(): Promise<void> {
+  const opt = (name: string, def: number) => {
+    const i = args.indexOf(name);
+    return i >= 0 ? Number(args[i + 1]) || def : def;
+  };
+  const seconds = opt('--seconds', 8);
+  const rounds = opt('--rounds', 3);
+  ensurePeers([
+    { bin: '/usr/sbin/haproxy', pkg: 'haproxy' },
+    { bin: '/usr/sbin/nginx', pkg: 'nginx-light' },
+    { bin: '/usr/bin/wrk', pkg: 'wrk' },
+  ]);
+  if (!existsSync('/usr/bin/wrk')) throw new Error('wrk is required (apt-get install wrk)');
+  if (!existsSync('dist/cli/main.js')) execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });
+
+  const loadBefore = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  if (Number(loadBefore.split(' ')[0]) > 0.5) console.error(`warning: load average ${loadBefore} before the run: something else is using the CPUs`);
+  const dir = mkdtempSync(join(tmpdir(), 'lb-bench-run-'));
+  try {
+    const be = pinned('1', process.execPath, ['--import', 'tsx', resolve('bench/run.ts'), 'backends'], join(dir, 'backends.log'), 'pipe');
+    const bports = JSON.parse(await firstLine(be)) as number[];
+    const targets = await startTargets(dir, bports);
+
+    const sizes = ['/100', '/16k'];
+    const samples = new Map<string, Sample[]>();
+    const t0 = Date.now();
+    for (let r = 0; r < rounds; r++)
+      for (const size of sizes)
+        for (const t of targets) {
+          try {
+            const s = await measure(t, size, seconds);
+            (samples.get(`${t.name} ${size}`) ?? samples.set(`${t.name} ${size}`, []).get(`${t.name} ${size}`)!).push(s);
+            console.error(
+              `round ${r + 1}/${rounds} ${size} ${t.name}: ${Math.round(s.rps)} req/s, p99 ${fmt(s.p99, 2)} ms, ${fmt(s.cpuPerReq, 1)} µs/req, errors ${s.errors}, other load ${(foreign[foreign.length - 1] * 100).toFixed(0)}% CPU`,
+            );
+          } catch (e) {
+            console.error(`round ${r + 1} ${size} ${t.name}: failed: ${(e as Error).message}`);
+          }
+        }
+
+    const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
+    const cores = readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length;
+    const out: string[] = [
+      `Date: ${new Date().toISOString()}  `,
+      `Node ${process.version}; ${version('/usr/sbin/haproxy', ['-v'])}; ${version('/usr/sbin/nginx', ['-v'])}; ${version('/usr/bin/wrk', ['-v'])}; http-proxy ${JSON.parse(readFileSync('node_modules/http-proxy/package.json', 'utf8')).version}  `,
+      `CPU: ${cpuModel}, ${cores} cores; load average before the run: ${loadBefore}  `,
+      `Pinning: each proxy on CPU 0 (taskset -c 0) except lb workers:auto (taskset -c 0,1); wrk (-t1 -c50, --latency) and the 3 Node backends (one process) on CPU 1.  `,
+      `${rounds} rounds × ${seconds} s per run (after a 1 s uncounted warm-up), targets interleaved; medians over rounds; RSS is the max after any run; errors are totals (socket errors + non-2xx). ` +
+        `wrk sends no cookies, so cookie-affinity proxies (lb cookie, haproxy) set a new cookie on every response.`,
+    ];
+    if (skipped.length) out.push('', ...skipped.map((s) => `skipped: ${s}`));
+    for (const size of sizes) {
+      const stat = (name: string) => {
+        const ss = samples.get(`${name} ${size}`) ?? [];
+        return {
+          n: ss.length,
+          rps: median(ss.map((s) => s.rps)),
+          p50: median(ss.map((s) => s.p50)),
+          p99: median(ss.map((s) => s.p99)),
+          cpu: median(ss.map((s) => s.cpuPerReq ?? NaN)),
+          rss: ss.some((s) => s.rssMiB !== undefined) ? Math.max(...ss.map((s) => s.rssMiB ?? 0)) : NaN,
+          errors: ss.reduce((a, s) => a + s.errors, 0),
+        };
+      };
+      const ha = stat('haproxy').cpu;
+      out.push(
+        '',
+        `### GET ${size === '/100' ? '100-byte' : '16 KiB'} body (${size})`,
+        '',
+        '| target | req/s | p50 ms | p99 ms | CPU µs/req | CPU vs HAProxy | max RSS MiB | errors | note |',
+        '|---|---:|---:|---:|---:|---:|---:|---:|---|',
+        ...targets.map((t) => {
+          const s = stat(t.name);
+          const note = [t.note, s.n < rounds ? `${s.n}/${rounds} runs succeeded` : ''].filter(Boolean).join('; ');
+          return `| ${t.name} | ${fmt(s.rps, 0)} | ${fmt(s.p50, 2)} | ${fmt(s.p99, 2)} | ${fmt(s.cpu, 1)} | ${Number.isFinite(s.cpu) && Number.isFinite(ha) ? `${(s.cpu / ha).toFixed(2)}×` : '–'} | ${fmt(s.rss, 1)} | ${s.errors} | ${note} |`;
+        }),
+      );
+    }
+    const avgForeign = foreign.reduce((a, b) => a + b, 0) / (foreign.length || 1);
+    out.push(
+      '',
+      `Other processes on the machine used on average ${(avgForeign * 100).toFixed(0)}% of one CPU during the measured runs (max ${(Math.max(0, ...foreign) * 100).toFixed(0)}%)` +
+        (avgForeign > 0.1 ? ': the machine was not quiet, treat the numbers with care.' : '.'),
+    );
+    console.error(`measured in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    console.log(out.join('\n'));
+  } finally {
+    cleanup();
+  }
+}
+
+// ---- entry (last: the helpers above must be initialised first) ---------------------------
+if (args[0] === 'backends') {
+  // Three keep-alive backends in one process: GET /16k → 16384 bytes, anything else → 100 bytes.
+  const small = Buffer.alloc(100, 'a');
+  const big = Buffer.alloc(16384, 'b');
+  const ports: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const server = http.createServer((req, res) => {
+      const body = req.url === '/16k' ? big : small;
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
+      res.end(body);
+    });
+    // Long idle timeout so proxies' pooled connections are not closed under them between runs.
+    server.keepAliveTimeout = 120_000;
+    server.headersTimeout = 121_000;
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    ports.push((server.address() as AddressInfo).port);
+  }
+  process.stdout.write(`${JSON.stringify(ports)}\n`);
+} else {
+  await main();
+}

@@ -249,6 +249,7 @@ export class App {
     store.subscribe((doc) => {
       if (doc.version <= this.state.version) return;
       this.adoptState(doc);
+      this.state = doc;
       this.logger.info({ event: 'state.fleet.applied', version: doc.version }, `state version ${doc.version} from the fleet applied`);
     }, (remote) => {
       if (remote && remote.version >= this.state.version) return;
@@ -298,7 +299,6 @@ export class App {
       }
     }
     this.#applyOverlay(doc);
-    this.state = doc;
   }
 
   /** Apply a new config live (SIGHUP / admin reload). Invalid configs never reach here. */
@@ -338,15 +338,7 @@ export class App {
 
   /** Replace the admin overlay with an imported document (PUT /api/v1/state). */
   async importState(doc: PersistedState): Promise<void> {
-    const keep = new Set([...doc.backends.map((b) => b.id)]);
-    const inConfig = this.#configIds();
-    for (const b of this.registry.all()) if (!inConfig.has(b.id) && !keep.has(b.id)) this.registry.remove(b.id);
-    for (const pool of Object.values(this.config.pools)) {
-      for (const b of pool.backends) {
-        if (!this.registry.get(b.id) && !doc.removed.includes(b.id)) this.registry.add({ id: b.id, pool: pool.name, url: b.url, weight: b.weight });
-      }
-    }
-    this.#applyOverlay(doc);
+    this.adoptState(doc);
     await this.persist((s) => {
       s.backends = doc.backends;
       s.removed = doc.removed;
@@ -486,9 +478,11 @@ export class App {
 
   async #listen(): Promise<void> {
     const trust = trustList(this.config.trustedProxies);
+    // The level is fixed for the process: decide once, not per request, whether access lines are written.
+    const logAccess = this.logger.isLevelEnabled('info');
     const onAccess = (rec: AccessRecord): void => {
       this.metrics.observe(rec, rec.backend === undefined ? undefined : this.registry.get(rec.backend));
-      this.logger.info({ access: true, ...rec });
+      if (logAccess) this.logger.info({ access: true, ...rec });
     };
     for (const cfg of this.config.listeners) {
       const deps = {

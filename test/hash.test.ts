@@ -3,19 +3,14 @@ import { hashKey, hashKey2, hashBytes } from '../src/hash/hash.js';
 import { buildHash, movedShare, TABLE_PRIMES, type ConsistentHash, type HashMember } from '../src/hash/ring.js';
 import { pickBounded } from '../src/hash/bounded.js';
 import { RecentKeys } from '../src/hash/recent.js';
+import { seeded } from './helpers/fakes.js';
 
 // ---- fixtures --------------------------------------------------------------------------------
 
-/** Deterministic PRNG (mulberry32) so every run sees the same "random" keys. */
+/** Deterministic uint32s (the shared mulberry32, scaled back: exact) so every run sees the same keys. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
+  const next = seeded(seed);
+  return () => next() * 4294967296;
 }
 
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_';

@@ -24,19 +24,27 @@ export function fmix32(h: number): number {
   return h >>> 0;
 }
 
+/** MurmurHash3's per-block scramble of k. */
+function scramble(k: number): number {
+  k = Math.imul(k, C1);
+  k = (k << 15) | (k >>> 17);
+  return Math.imul(k, C2);
+}
+
+/** One 4-byte block folded into h. */
+function mixBlock(h: number, k: number): number {
+  h ^= scramble(k);
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
 /** MurmurHash3 x86_32 of raw bytes. Returns an unsigned 32-bit integer. */
 export function hashBytes(buf: Uint8Array, seed = 0, len = buf.length): number {
   let h = seed | 0;
   const nblocks = len & ~3;
   let i = 0;
   for (; i < nblocks; i += 4) {
-    let k = buf[i] | (buf[i + 1] << 8) | (buf[i + 2] << 16) | (buf[i + 3] << 24);
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+    h = mixBlock(h, buf[i] | (buf[i + 1] << 8) | (buf[i + 2] << 16) | (buf[i + 3] << 24));
   }
   let k = 0;
   switch (len & 3) {
@@ -48,10 +56,7 @@ export function hashBytes(buf: Uint8Array, seed = 0, len = buf.length): number {
     // falls through
     case 1:
       k ^= buf[i];
-      k = Math.imul(k, C1);
-      k = (k << 15) | (k >>> 17);
-      k = Math.imul(k, C2);
-      h ^= k;
+      h ^= scramble(k);
   }
   h ^= len;
   return fmix32(h);
@@ -79,13 +84,7 @@ export function hashKey2(key: string, seed: number): number {
     const c2 = key.charCodeAt(i + 2);
     const c3 = key.charCodeAt(i + 3);
     if ((c0 | c1 | c2 | c3) > 0x7f) return hashNonAscii(key, seed);
-    let k = c0 | (c1 << 8) | (c2 << 16) | (c3 << 24);
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+    h = mixBlock(h, c0 | (c1 << 8) | (c2 << 16) | (c3 << 24));
   }
   const rem = len & 3;
   if (rem !== 0) {
@@ -111,10 +110,7 @@ export function hashKey2(key: string, seed: number): number {
       }
     }
     if (or > 0x7f) return hashNonAscii(key, seed);
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
+    h ^= scramble(k);
   }
   h ^= len;
   return fmix32(h);

@@ -5,18 +5,10 @@ import { parseConfig, ConfigError } from '../../src/config/load.js';
 import { CookieCodec } from '../../src/affinity/cookie-codec.js';
 import { startBackend } from '../helpers/backends.js';
 import { startLb } from '../helpers/lb.js';
+import { seeded } from '../helpers/fakes.js';
 
-/** mulberry32: a seeded generator, so a failure is reproducible from the seed printed with it. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded generator (mulberry32), so a failure is reproducible from the seed printed with it. */
+const rng = seeded;
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261124);
 const pick = <T,>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];

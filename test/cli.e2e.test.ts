@@ -8,7 +8,7 @@ import { JarClient, testAgent } from './helpers/client.js';
 
 const TOKEN = 'cli-test-token-123';
 
-async function setup(ids: string[]) {
+async function setup(ids: string[], maxIdle = '2s') {
   const bs = await Promise.all(ids.map((id) => startBackend(id)));
   const dir = mkdtempSync(join(tmpdir(), 'lb-cli-'));
   const port = await deadPort();
@@ -23,7 +23,7 @@ pools:
   app:
     affinity:
       mode: cookie
-      cookie: { maxIdle: 2s }
+      cookie: { maxIdle: ${maxIdle} }
     balance: round-robin
     backends:
 ${bs.map((b) => `      - { id: ${b.id}, url: "${b.url}" }`).join('\n')}
@@ -155,7 +155,9 @@ describe('the lb CLI against a real lb process', () => {
   });
 
   it('plan, explain and broadcast; drain --wait on a TTY draws a progress bar and exits 1 at the deadline', async () => {
-    const s = await setup(['n1', 'n2']);
+    // maxIdle is long here: a CLI process can take seconds to start on a busy machine, and the
+    // explain below must still see the cookie as live.
+    const s = await setup(['n1', 'n2'], '1m');
     await startLbProcess(s.file);
     const agent = testAgent();
     const clients = Array.from({ length: 4 }, () => new JarClient(s.base, agent));
@@ -167,7 +169,7 @@ describe('the lb CLI against a real lb process', () => {
     let active = true;
     const keepAlive = (async () => {
       while (active) {
-        await n2user.fetch('/');
+        await n2user.fetch('/').catch(() => undefined); // a failure shows in the assertions below, not as a stray rejection
         await new Promise((r) => setTimeout(r, 200));
       }
     })();
@@ -175,7 +177,7 @@ describe('the lb CLI against a real lb process', () => {
     expect(plan.stdout).toMatch(/live sessions that would move: \d of [234]/);
     const planAdd = await s.cli('plan', 'add', 'n9', 'http://127.0.0.1:9');
     expect(planAdd.stdout).toMatch(/share of new sessions: 33\.3%/);
-    const target = (await clients[0].fetch('/')).json().id as string; // refreshes the cookie (maxIdle is 2 s here)
+    const target = (await clients[0].fetch('/')).json().id as string; // refreshes the cookie
     const ex = await s.cli('explain', '--cookie', clients[0].cookieHeader()!);
     expect(ex.code).toBe(0);
     expect(ex.stdout).toMatch(/signature valid/);

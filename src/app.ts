@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { Pool, type Dispatcher } from 'undici';
+import { UpstreamPool, UPSTREAM_DEFAULTS } from './proxy/upstream.js';
 import type { SecureContextOptions } from 'node:tls';
 import type { LbConfig, PoolConfig, TlsConfig } from './config/types.js';
 import { Registry } from './balancer/registry.js';
@@ -112,7 +113,7 @@ export class App {
     this.registry = new Registry({
       pools: { ...o.config.pools },
       now: o.now,
-      makeDispatcher: ({ url, pool }) => this.#dispatcher(url, pool),
+      makeClients: ({ url, pool }) => ({ dispatcher: this.#dispatcher(url, pool), upstream: this.#upstream(url, pool) }),
     });
     this.balancer = new Balancer({
       registry: this.registry,
@@ -462,6 +463,10 @@ export class App {
       rejectUnauthorized: !pool.tlsInsecure,
       ...(pool.tlsCa ? { ca: readFileSync(resolve(this.config.baseDir, pool.tlsCa)) } : {}),
     };
+  }
+
+  #upstream(url: URL, pool: PoolConfig): UpstreamPool {
+    return new UpstreamPool(url, { ...UPSTREAM_DEFAULTS, connectTimeout: this.config.timeouts.connect, tls: this.#backendTls(pool) });
   }
 
   #dispatcher(url: URL, pool: PoolConfig): Dispatcher {

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Dispatcher } from 'undici';
+import type { UpstreamPool } from '../proxy/upstream.js';
 import type { PoolConfig } from '../config/types.js';
 import { acceptsNew, health, type AdminState, type Backend, type Health } from './types.js';
 
@@ -34,7 +35,8 @@ export interface PoolView {
 
 export interface RegistryDeps {
   pools: Record<string, PoolConfig>;
-  makeDispatcher: (b: { id: string; url: URL; pool: PoolConfig }) => Dispatcher;
+  /** The backend's clients: lb's upstream pool for proxied requests, an undici Pool for probes. */
+  makeClients: (b: { id: string; url: URL; pool: PoolConfig }) => { dispatcher: Dispatcher; upstream: UpstreamPool };
   now: () => number;
 }
 
@@ -94,7 +96,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; view: [Poo
       healthySince: spec.rampFrom ?? this.#deps.now(),
       inFlight: 0,
       websockets: 0,
-      dispatcher: this.#deps.makeDispatcher({ id: spec.id, url, pool }),
+      ...this.#deps.makeClients({ id: spec.id, url, pool }),
     };
     this.#backends.set(spec.id, backend);
     this.#changed(spec.pool, { type: 'added', backend });
@@ -107,7 +109,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; view: [Poo
     if (!backend) return undefined;
     this.#backends.delete(id);
     this.#changed(backend.pool, { type: 'removed', backend });
-    backend.dispatcher.close().catch(() => undefined);
+    void closeClients(backend);
     return backend;
   }
 
@@ -160,7 +162,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; view: [Poo
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.all().map((b) => b.dispatcher.close().catch(() => undefined)));
+    await Promise.all(this.all().map(closeClients));
   }
 
   #setHealth(id: string, source: 'active' | 'passive', apply: (b: Backend) => void): boolean {
@@ -220,4 +222,8 @@ export function majorityVersion(all: readonly Backend[]): string | undefined {
     else if (n === bestN) tie = true;
   }
   return tie ? undefined : best;
+}
+
+function closeClients(b: Backend): Promise<unknown> {
+  return Promise.all([b.dispatcher.close().catch(() => undefined), b.upstream.close()]);
 }

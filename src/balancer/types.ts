@@ -1,4 +1,5 @@
 import type { Dispatcher } from 'undici';
+import type { UpstreamPool } from '../proxy/upstream.js';
 
 export type AdminState = 'active' | 'draining' | 'drained' | 'maint';
 export type Health = 'unknown' | 'healthy' | 'unhealthy';
@@ -31,7 +32,10 @@ export interface Backend {
   drainDeadline?: number;
   inFlight: number;
   websockets: number;
+  /** undici Pool for health probes and broadcasts. */
   dispatcher: Dispatcher;
+  /** lb's own keep-alive client for proxied requests (the hot path). */
+  upstream: UpstreamPool;
 }
 
 export function health(b: Backend): Health {

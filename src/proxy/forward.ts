@@ -1,19 +1,21 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
 import { classifyUpstreamError, LbError } from '../util/errors.js';
-import { responseHeaders } from './headers.js';
+import { responseHeaders, toRecord } from './headers.js';
+import type { Exchange, UpstreamPool } from './upstream.js';
 
 export interface ForwardOptions {
-  dispatcher: Dispatcher;
+  upstream: UpstreamPool;
   req: IncomingMessage;
   res: ServerResponse;
   path: string;
   headers: string[];
   /** Stream the client's body (false for body-less requests, which are then retryable). */
   hasBody: boolean;
+  /** The client's body was chunked (lb re-chunks it); otherwise its Content-Length is in `headers`. */
+  chunked: boolean;
   timeout: number;
-  /** Headers to add to the response (Set-Cookie, …), computed when the backend answers. */
-  onResponse: (status: number, headers: Record<string, string | string[]>) => void;
+  /** Headers to add to the response (Set-Cookie, …) as [name, value, …], computed when the backend answers. */
+  onResponse: (status: number, headers: string[]) => void;
 }
 
 export type ForwardOutcome =
@@ -24,16 +26,16 @@ export type ForwardOutcome =
   | { ok: false; error: LbError; responded: true; status: number; bytes: number };
 
 /**
- * One attempt at one backend through undici's dispatch API. Streams both ways with
- * backpressure (pause the backend when the client can't take more), relays 103 Early Hints and
- * trailers, and has exactly one completion path (`finish`).
+ * One attempt at one backend. Streams both ways with backpressure (pause the backend when the
+ * client can't take more), relays 103 Early Hints and trailers, and has exactly one completion
+ * path (`finish`).
  */
 export function forward(o: ForwardOptions): Promise<ForwardOutcome> {
   return new Promise((resolve) => {
-    let controller: Dispatcher.DispatchController | undefined;
     let status = 0;
     let bytes = 0;
     let done = false;
+    let exchange: Exchange | undefined;
     const finish = (outcome: ForwardOutcome): void => {
       if (done) return;
       done = true;
@@ -41,64 +43,57 @@ export function forward(o: ForwardOptions): Promise<ForwardOutcome> {
       resolve(outcome);
     };
     const onClientClose = (): void => {
-      if (!o.res.writableFinished) controller?.abort(new Error('client closed'));
+      if (!o.res.writableFinished) exchange?.abort(new LbError('LB_BACKEND_RESET', 'client closed'));
     };
+    const resume = (): void => exchange?.resume();
     o.res.on('close', onClientClose);
 
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart(c) {
-        controller = c;
-        if (o.res.destroyed) c.abort(new Error('client closed'));
-      },
-      onResponseStart(c, statusCode, headers) {
-        if (statusCode < 200) {
-          if (statusCode === 103) o.res.writeEarlyHints(responseHeaders(headers) as Record<string, string | string[]>);
-          return;
-        }
-        status = statusCode;
-        const out = responseHeaders(headers);
-        o.onResponse(statusCode, out);
-        try {
-          o.res.writeHead(statusCode, out);
-        } catch (err) {
-          // Headers Node refuses to send (invalid characters): never half-forward them.
-          c.abort(new LbError('LB_BACKEND_PROTOCOL', 'backend sent invalid response headers', { cause: err }));
-        }
-      },
-      onResponseData(c, chunk) {
-        bytes += chunk.length;
-        if (!o.res.write(chunk)) {
-          c.pause();
-          o.res.once('drain', () => c.resume());
-        }
-      },
-      onResponseEnd(_c, trailers) {
-        if (trailers && Object.keys(trailers).length) o.res.addTrailers(trailers as Record<string, string>);
-        o.res.end();
-        finish({ ok: true, status, bytes });
-      },
-      onResponseError(_c, err) {
-        const error = classifyUpstreamError(err);
-        if (!o.res.headersSent) return finish({ ok: false, error, responded: false });
-        // Mid-response failure: abort the client connection so a truncated body is never
-        // presented as complete.
-        o.res.destroy(error);
-        finish({ ok: false, error, responded: true, status, bytes });
-      },
-    };
-
-    o.dispatcher.dispatch(
+    exchange = o.upstream.request(
       {
-        origin: undefined,
-        method: o.req.method as Dispatcher.HttpMethod,
+        method: o.req.method ?? 'GET',
         path: o.path,
         headers: o.headers,
         body: o.hasBody ? o.req : null,
+        chunked: o.hasBody && o.chunked,
         headersTimeout: o.timeout,
         bodyTimeout: o.timeout,
-        upgrade: null,
-      } as Dispatcher.DispatchOptions,
-      handler,
+      },
+      {
+        onInformational(code, headers) {
+          if (code === 103) o.res.writeEarlyHints(toRecord(responseHeaders(headers)));
+        },
+        onHead(code, headers) {
+          status = code;
+          const out = responseHeaders(headers);
+          o.onResponse(code, out);
+          try {
+            o.res.writeHead(code, out);
+          } catch (err) {
+            // Headers Node refuses to send (invalid characters): never half-forward them.
+            exchange?.abort(new LbError('LB_BACKEND_PROTOCOL', 'backend sent invalid response headers', { cause: err }));
+          }
+        },
+        onData(chunk) {
+          bytes += chunk.length;
+          if (o.res.write(chunk)) return true;
+          o.res.once('drain', resume);
+          return false;
+        },
+        onEnd(trailers) {
+          if (trailers.length) o.res.addTrailers(toRecord(trailers) as Record<string, string>);
+          o.res.end();
+          finish({ ok: true, status, bytes });
+        },
+        onError(err) {
+          const error = classifyUpstreamError(err);
+          if (!o.res.headersSent) return finish({ ok: false, error, responded: false });
+          // Mid-response failure: abort the client connection so a truncated body is never
+          // presented as complete.
+          o.res.destroy(error);
+          finish({ ok: false, error, responded: true, status, bytes });
+        },
+      },
     );
+    if (o.res.destroyed) exchange.abort(new LbError('LB_BACKEND_RESET', 'client closed'));
   });
 }

@@ -159,18 +159,42 @@ export function requestIdOf(incoming: string | string[] | undefined): string {
   return v !== undefined && REQUEST_ID_OK.test(v) ? v : randomUUID();
 }
 
-/** Response fields that must not be relayed (RFC 9110 §7.6.1); Node frames the response itself. */
-export function responseHeaders(
-  headers: Record<string, string | string[] | undefined>,
-): Record<string, string | string[]> {
-  const listed = new Set<string>();
-  const conn = headers.connection;
-  if (conn) for (const t of String(conn).split(',')) listed.add(t.trim().toLowerCase());
+/** Lengths of the HOP_BY_HOP names: most response fields skip the lower-casing below. */
+const HOP_LENGTHS = new Set([...HOP_BY_HOP].map((n) => n.length));
+
+/**
+ * Response fields that must not be relayed (RFC 9110 §7.6.1), from the backend's raw
+ * [name, value, …] list into a fresh one; Node frames the response itself.
+ */
+export function responseHeaders(raw: readonly string[]): string[] {
+  let listed: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length !== 10 || raw[i].toLowerCase() !== 'connection') continue;
+    for (const t of raw[i + 1].split(',')) {
+      const name = t.trim().toLowerCase();
+      // `keep-alive` and `close` name fields that are dropped anyway: most responses list nothing else.
+      if (name !== 'keep-alive' && name !== 'close' && name) (listed ??= new Set()).add(name);
+    }
+  }
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    if (HOP_LENGTHS.has(name.length) || listed !== undefined) {
+      const lower = name.toLowerCase();
+      if (HOP_BY_HOP.has(lower) || listed?.has(lower)) continue;
+    }
+    out.push(name, raw[i + 1]);
+  }
+  return out;
+}
+
+/** A [name, value, …] list as an object (repeated names become arrays), for Node APIs that want one. */
+export function toRecord(list: readonly string[]): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  for (const name in headers) {
-    const value = headers[name];
-    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue;
-    out[name] = value;
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i].toLowerCase();
+    const prior = out[name];
+    out[name] = prior === undefined ? list[i + 1] : Array.isArray(prior) ? [...prior, list[i + 1]] : [prior, list[i + 1]];
   }
   return out;
 }

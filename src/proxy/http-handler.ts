@@ -7,7 +7,7 @@ import type { Backend } from '../balancer/types.js';
 import { sanitizeRequest } from './sanitize.js';
 import { LbError } from '../util/errors.js';
 import { clientAddress, isTrusted, normalizeIp } from './cidr.js';
-import { requestHeaders, requestIdOf, type HeaderContext } from './headers.js';
+import { get, requestHeaders, requestIdOf, type HeaderContext } from './headers.js';
 import { forward, type ForwardOutcome } from './forward.js';
 import type { RouteFacts } from './routes.js';
 import { sendError } from './respond.js';
@@ -157,12 +157,13 @@ async function proxyWithRetries(a: Attempt): Promise<void> {
     let outcome: ForwardOutcome;
     try {
       outcome = await forward({
-        dispatcher: backend.dispatcher,
+        upstream: backend.upstream,
         req,
         res,
         path: rec.path,
         headers,
         hasBody: body,
+        chunked: req.headers['transfer-encoding'] !== undefined,
         timeout: deps.timeouts.backendResponse,
         onResponse: (_status, out) => {
           const cookie = pool.affinity.persist(current, a.proto === 'https');
@@ -205,8 +206,7 @@ function retried(d: Decision, next: Backend): Decision {
 }
 
 /** Adds lb's cookie; marks the response private unless the app chose caching itself (HAProxy `nocache`). */
-function addSetCookie(out: Record<string, string | string[]>, cookie: string): void {
-  const prior = out['set-cookie'];
-  out['set-cookie'] = prior === undefined ? [cookie] : Array.isArray(prior) ? [...prior, cookie] : [prior, cookie];
-  if (out['cache-control'] === undefined) out['cache-control'] = 'private';
+function addSetCookie(out: string[], cookie: string): void {
+  out.push('set-cookie', cookie);
+  if (get(out, 'cache-control') === undefined) out.push('cache-control', 'private');
 }

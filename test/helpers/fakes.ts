@@ -1,4 +1,5 @@
 import type { Dispatcher } from 'undici';
+import type { UpstreamPool } from '../../src/proxy/upstream.js';
 import type { Backend } from '../../src/balancer/types.js';
 
 /** A backend record for algorithm tests (no sockets: the dispatcher is never used). */
@@ -6,7 +7,7 @@ export function fakeBackend(id: string, weight = 1, extra: Partial<Backend> = {}
   const url = new URL(`http://127.0.0.1:1/${id}`);
   return {
     id, pool: 'p', url, origin: url.origin, weight, adminState: 'active', activeHealth: 'healthy', passiveDown: false,
-    healthySince: 0, inFlight: 0, websockets: 0, dispatcher: {} as Dispatcher, ...extra,
+    healthySince: 0, inFlight: 0, websockets: 0, dispatcher: {} as Dispatcher, upstream: {} as UpstreamPool, ...extra,
   };
 }
 

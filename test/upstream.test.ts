@@ -1,0 +1,155 @@
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { UpstreamPool, UPSTREAM_DEFAULTS, type UpstreamHandler, type UpstreamRequest } from '../src/proxy/upstream.js';
+import type { LbError } from '../src/util/errors.js';
+
+/** lb's upstream client against real servers on port 0: framing, reuse, limits, idle closes. */
+
+const cleanup: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+async function server(handler: http.RequestListener, tune?: (s: http.Server) => void): Promise<{ url: URL; sockets: () => number; opened: () => number }> {
+  const s = http.createServer(handler);
+  tune?.(s);
+  let opened = 0;
+  s.on('connection', () => opened++);
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  cleanup.push(() => new Promise((r) => { s.closeAllConnections(); s.close(r); }));
+  const count = (): number => (s as unknown as { _connections: number })._connections;
+  return { url: new URL(`http://127.0.0.1:${(s.address() as AddressInfo).port}`), sockets: count, opened: () => opened };
+}
+
+function pool(url: URL, extra: Partial<ConstructorParameters<typeof UpstreamPool>[1]> = {}): UpstreamPool {
+  const p = new UpstreamPool(url, { ...UPSTREAM_DEFAULTS, connectTimeout: 1000, ...extra });
+  cleanup.push(() => p.destroy());
+  return p;
+}
+
+interface Result { status: number; headers: string[]; body: string; trailers: string[]; informational: number[] }
+
+function send(p: UpstreamPool, req: Partial<UpstreamRequest> = {}): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const r: Result = { status: 0, headers: [], body: '', trailers: [], informational: [] };
+    const handler: UpstreamHandler = {
+      onInformational: (s) => r.informational.push(s),
+      onHead: (s, h) => Object.assign(r, { status: s, headers: h }),
+      onData: (c) => ((r.body += c.toString('latin1')), true),
+      onEnd: (t) => resolve(Object.assign(r, { trailers: t })),
+      onError: (e: LbError) => reject(e),
+    };
+    p.request({ method: 'GET', path: '/', headers: ['host', 'example.test'], body: null, chunked: false, headersTimeout: 2000, bodyTimeout: 2000, ...req }, handler);
+  });
+}
+
+describe('upstream client', () => {
+  it('reuses one keep-alive socket for sequential requests and caps concurrent sockets at `connections`', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const s = await server((req, res) => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      setTimeout(() => { inFlight--; res.end(req.url); }, 20);
+    });
+    const p = pool(s.url, { connections: 3 });
+    for (let i = 0; i < 5; i++) expect((await send(p, { path: `/seq${i}` })).body).toBe(`/seq${i}`);
+    expect(s.opened()).toBe(1);
+    const all = await Promise.all(Array.from({ length: 20 }, (_, i) => send(p, { path: `/c${i}` })));
+    expect(all.map((r) => r.body)).toEqual(Array.from({ length: 20 }, (_, i) => `/c${i}`));
+    expect(most).toBe(3);
+    expect(s.opened()).toBe(3);
+  });
+
+  it('frames bodies: Content-Length passes as is, a chunked body is re-chunked; HEAD, 204 and 304 have no body', async () => {
+    const s = await server((req, res) => {
+      let n = 0;
+      req.on('data', (c: Buffer) => (n += c.length));
+      req.on('end', () => {
+        if (req.url === '/204') return res.writeHead(204).end();
+        if (req.url === '/304') return res.writeHead(304, { 'content-length': '99' }).end();
+        res.setHeader('content-length', String(`${req.headers['transfer-encoding'] ?? 'cl'}:${n}`.length));
+        res.end(`${req.headers['transfer-encoding'] ?? 'cl'}:${n}`);
+      });
+    });
+    const p = pool(s.url);
+    const body = (n: number) => Readable.from([Buffer.alloc(n, 1), Buffer.alloc(n, 2)]);
+    expect((await send(p, { method: 'POST', headers: ['host', 'x', 'content-length', '20'], body: body(10) })).body).toBe('cl:20');
+    expect((await send(p, { method: 'POST', headers: ['host', 'x'], body: body(7), chunked: true })).body).toBe('chunked:14');
+    const head = await send(p, { method: 'HEAD' });
+    expect([head.status, head.body]).toEqual([200, '']);
+    expect((await send(p, { path: '/204' })).status).toBe(204);
+    expect((await send(p, { path: '/304' })).status).toBe(304);
+    expect((await send(p)).body).toBe('cl:0'); // the socket is still in step after all of them
+    expect(s.opened()).toBe(1);
+  });
+
+  it('relays 1xx before the answer and trailers after it; adds Host for a request without one', async () => {
+    const s = await server((req, res) => {
+      res.writeEarlyHints({ link: '</a.css>; rel=preload' });
+      res.writeHead(200, { trailer: 'x-sum' });
+      res.write(`host=${req.headers.host}`);
+      res.addTrailers({ 'x-sum': '42' });
+      res.end();
+    });
+    const r = await send(pool(s.url), { headers: [] });
+    expect(r.informational).toEqual([103]);
+    expect(r.body).toBe(`host=${s.url.host}`);
+    expect(r.trailers).toEqual(['x-sum', '42']);
+  });
+
+  it("closes idle sockets before the backend's Keep-Alive timeout, and opens a fresh one next time", async () => {
+    const s = await server((_req, res) => res.end('ok'), (srv) => (srv.keepAliveTimeout = 3000)); // hints timeout=3
+    const p = pool(s.url, { keepAliveThreshold: 2000 }); // so lb keeps it 1 s
+    await send(p);
+    expect(p.size).toBe(1);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(p.size).toBe(0);
+    await send(p);
+    expect(s.opened()).toBe(2);
+  });
+
+  it('classifies failures: refused → connect, reset before the head → reset, silence → timeout, garbage → protocol', async () => {
+    const dead = net.createServer();
+    await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
+    const deadPort = (dead.address() as AddressInfo).port;
+    await new Promise((r) => dead.close(r));
+    await expect(send(pool(new URL(`http://127.0.0.1:${deadPort}`)))).rejects.toMatchObject({ code: 'LB_BACKEND_CONNECT' });
+
+    const raw = net.createServer((sock) => {
+      sock.once('data', (d) => {
+        const path = d.toString('latin1').split(' ')[1];
+        if (path === '/reset') sock.resetAndDestroy();
+        if (path === '/garbage') sock.end('HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n');
+        // /silent: never answer
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise((r) => raw.close(r)));
+    const p = pool(new URL(`http://127.0.0.1:${(raw.address() as AddressInfo).port}`));
+    await expect(send(p, { path: '/reset' })).rejects.toMatchObject({ code: 'LB_BACKEND_RESET' });
+    await expect(send(p, { path: '/silent', headersTimeout: 300 })).rejects.toMatchObject({ code: 'LB_BACKEND_TIMEOUT' });
+    await expect(send(p, { path: '/garbage' })).rejects.toMatchObject({ code: 'LB_BACKEND_PROTOCOL' });
+    expect(p.size).toBe(0); // none of those sockets is kept
+  });
+
+  it('an exchange aborted while queued never reaches the backend; close() waits for in-flight work', async () => {
+    const seen: string[] = [];
+    const s = await server((req, res) => {
+      seen.push(req.url!);
+      setTimeout(() => res.end('done'), 100);
+    });
+    const p = pool(s.url, { connections: 1 });
+    const first = send(p, { path: '/first' });
+    const handler: UpstreamHandler = { onInformational() {}, onHead() {}, onData: () => true, onEnd() {}, onError() {} };
+    const queued = p.request({ method: 'GET', path: '/queued', headers: ['host', 'x'], body: null, chunked: false, headersTimeout: 1000, bodyTimeout: 1000 }, handler);
+    queued.abort(new Error('client closed'));
+    const closed = p.close();
+    expect((await first).body).toBe('done');
+    await closed;
+    expect(seen).toEqual(['/first']);
+    expect(p.size).toBe(0);
+  });
+});

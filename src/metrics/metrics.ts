@@ -6,6 +6,7 @@ import { health, type Backend, type AdminState, type Health } from '../balancer/
 import type { AccessRecord } from '../proxy/http-handler.js';
 import type { ProbeResult } from '../health/active.js';
 import { statusOf } from '../admin/control.js';
+import { HotCounter, HotHistogram, type HotCounterChild, type HotHistogramChild } from './hot.js';
 
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 const STATUSES = ['up', 'down', 'starting', 'draining', 'drained', 'maint'] as const;
@@ -15,8 +16,8 @@ export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
 
 /** Per backend: the labelled children, made once, so the hot path allocates no label set. */
 interface BackendSeries {
-  requests: Array<Counter.Internal>;
-  durations: Array<Histogram.Internal<string>>;
+  requests: HotCounterChild[];
+  durations: HotHistogramChild[];
   /** Plain tallies for the dashboard's requests/s and error rate. */
   total: number;
   errors: number;
@@ -30,16 +31,16 @@ interface BackendSeries {
  */
 export class Metrics {
   readonly registry = new PromRegistry();
-  readonly #requests: Counter<string>;
-  readonly #durations: Histogram<string>;
-  readonly #affinity: Counter<string>;
-  readonly #retries: Counter<string>;
+  readonly #requests: HotCounter;
+  readonly #durations: HotHistogram;
+  readonly #affinity: HotCounter;
+  readonly #retries: HotCounter;
   readonly #checks: Counter<string>;
   readonly #checkDurations: Histogram<string>;
   readonly #series = new Map<Backend | string, BackendSeries>();
   /** pool → result → reason → child (nested maps: no key strings built per request). */
-  readonly #affinityChildren = new Map<string, Map<string, Map<string, Counter.Internal>>>();
-  readonly #retryChildren = new Map<string, Counter.Internal>();
+  readonly #affinityChildren = new Map<string, Map<string, Map<string, HotCounterChild>>>();
+  readonly #retryChildren = new Map<string, HotCounterChild>();
 
   constructor(deps: { registry: Registry; balancer: Balancer; drains: DrainMonitor; parts?: { traffic: boolean; state: boolean } }) {
     const parts = deps.parts ?? { traffic: true, state: true };
@@ -50,21 +51,21 @@ export class Metrics {
     const state = parts.state ? [r] : [];
     if (parts.traffic) collectDefaultMetrics({ register: r });
     const backends = (): Backend[] => deps.registry.all();
-    this.#requests = new Counter({ name: 'lb_requests_total', help: 'Requests answered, by pool, backend and status class.', labelNames: ['pool', 'backend', 'status_class'], registers: traffic });
-    this.#durations = new Histogram({
+    this.#requests = new HotCounter({ name: 'lb_requests_total', help: 'Requests answered, by pool, backend and status class.', labelNames: ['pool', 'backend', 'status_class'], registers: traffic });
+    this.#durations = new HotHistogram({
       name: 'lb_request_duration_seconds',
       help: 'Time from request to the end of the response, by pool, backend and status class.',
       labelNames: ['pool', 'backend', 'status_class'],
       buckets: DURATION_BUCKETS,
       registers: traffic,
     });
-    this.#affinity = new Counter({
+    this.#affinity = new HotCounter({
       name: 'lb_affinity_total',
       help: 'Affinity results: hit, new, repin (reason gone|maint|down|deadline), rejected (reason malformed|bad-signature|expired|unknown-key|unknown-backend), fallback (hash key missing).',
       labelNames: ['pool', 'result', 'reason'],
       registers: traffic,
     });
-    this.#retries = new Counter({ name: 'lb_retries_total', help: 'Requests retried on another backend.', labelNames: ['pool'], registers: traffic });
+    this.#retries = new HotCounter({ name: 'lb_retries_total', help: 'Requests retried on another backend.', labelNames: ['pool'], registers: traffic });
     this.#checks = new Counter({ name: 'lb_health_checks_total', help: 'Active health probes by result.', labelNames: ['pool', 'backend', 'result'], registers: state });
     this.#checkDurations = new Histogram({ name: 'lb_health_check_duration_seconds', help: 'Active health probe latency.', labelNames: ['pool'], buckets: DURATION_BUCKETS, registers: state });
     gauge(state, 'lb_backend_status', 'Backend status (1 for the current one): up, down, starting, draining, drained, maint.', ['pool', 'backend', 'status'], (set) => {
@@ -108,16 +109,16 @@ export class Metrics {
     if (backend) {
       const s = this.#seriesOf(backend);
       const cls = Math.min(4, Math.max(0, Math.floor(rec.status / 100) - 1));
-      s.requests[cls].inc();
+      s.requests[cls].value++;
       s.durations[cls].observe(rec.ms / 1000);
       s.total++;
       if (rec.status >= 500) s.errors++;
     }
-    if (rec.affinity) this.#affinityChild(rec.pool, rec.fallback ? 'fallback' : rec.affinity, rec.reason ?? '').inc();
+    if (rec.affinity) this.#affinityChild(rec.pool, rec.fallback ? 'fallback' : rec.affinity, rec.reason ?? '').value++;
     if (rec.retries > 0) {
       let c = this.#retryChildren.get(rec.pool);
       if (!c) this.#retryChildren.set(rec.pool, (c = this.#retries.labels(rec.pool)));
-      c.inc(rec.retries);
+      c.value += rec.retries;
     }
   }
 
@@ -154,7 +155,7 @@ export class Metrics {
     return s;
   }
 
-  #affinityChild(pool: string, result: string, reason: string): Counter.Internal {
+  #affinityChild(pool: string, result: string, reason: string): HotCounterChild {
     let byResult = this.#affinityChildren.get(pool);
     if (!byResult) this.#affinityChildren.set(pool, (byResult = new Map()));
     let byReason = byResult.get(result);

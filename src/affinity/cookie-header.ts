@@ -18,14 +18,21 @@ export function readCookie(header: string | string[] | undefined, name: string):
   return undefined;
 }
 
-/** The Cookie header without cookie `name`; undefined when nothing is left. */
+/** The Cookie header without cookie `name`; undefined when nothing is left. One scan, no arrays. */
 export function withoutCookie(header: string, name: string): string | undefined {
   if (!header.includes(name)) return header;
-  const kept = header
-    .split(';')
-    .map((p) => p.trim())
-    .filter((p) => p.length > 0 && p.slice(0, p.indexOf('=') === -1 ? p.length : p.indexOf('=')).trim() !== name);
-  return kept.length ? kept.join('; ') : undefined;
+  let out = '';
+  let start = 0;
+  while (start < header.length) {
+    let end = header.indexOf(';', start);
+    if (end === -1) end = header.length;
+    const eq = header.indexOf('=', start);
+    const pair = header.slice(start, end).trim();
+    const key = eq !== -1 && eq < end ? header.slice(start, eq).trim() : pair;
+    if (pair.length > 0 && key !== name) out = out ? `${out}; ${pair}` : pair;
+    start = end + 1;
+  }
+  return out || undefined;
 }
 
 export interface SetCookieAttrs {

@@ -4,7 +4,8 @@ import { withoutCookie } from '../affinity/cookie-header.js';
 /**
  * Request header transforms (node-http-proxy's passes, STYLE rule 7): small named functions in
  * one explicit ordered list. The pipeline copies the client's raw headers once into a fresh
- * flat [name, value, …] list that it owns; each step edits only that list, never the request.
+ * flat [name, value, …] list that it owns; each step edits only that list (in place, or by
+ * returning a new one), never the request.
  */
 export type HeaderList = string[];
 
@@ -40,21 +41,23 @@ const PROTECTED = new Set([
 const LB_OWNED = new Set(['x-lb-repinned']);
 const FORWARDED_FIELDS = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded']);
 
+function is(field: string, lowerName: string): boolean {
+  return field.length === lowerName.length && field.toLowerCase() === lowerName;
+}
+
 export function get(h: HeaderList, name: string): string | undefined {
-  for (let i = 0; i < h.length; i += 2) if (h[i].length === name.length && h[i].toLowerCase() === name) return h[i + 1];
+  for (let i = 0; i < h.length; i += 2) if (is(h[i], name)) return h[i + 1];
   return undefined;
 }
 
-function remove(h: HeaderList, name: string): HeaderList {
-  const out: HeaderList = [];
-  for (let i = 0; i < h.length; i += 2) if (h[i].toLowerCase() !== name) out.push(h[i], h[i + 1]);
-  return out;
-}
-
+/**
+ * Replace every `name` field with one `name: value`. Edits `h` in place: steps only ever see
+ * the list the pipeline copied for this request (see requestHeaders), never the request's own.
+ */
 function set(h: HeaderList, name: string, value: string): HeaderList {
-  const out = remove(h, name);
-  out.push(name, value);
-  return out;
+  for (let i = h.length - 2; i >= 0; i -= 2) if (is(h[i], name)) h.splice(i, 2);
+  h.push(name, value);
+  return h;
 }
 
 /** Names listed in Connection (RFC 9110 §7.6.1), minus the protected ones. */
@@ -88,7 +91,7 @@ export function stripAffinityCookie(h: HeaderList, ctx: HeaderContext): HeaderLi
   if (!ctx.affinityCookie) return h;
   const out: HeaderList = [];
   for (let i = 0; i < h.length; i += 2) {
-    if (h[i].toLowerCase() !== 'cookie') {
+    if (!is(h[i], 'cookie')) {
       out.push(h[i], h[i + 1]);
       continue;
     }
@@ -101,7 +104,7 @@ export function stripAffinityCookie(h: HeaderList, ctx: HeaderContext): HeaderLi
 /** Append the peer to X-Forwarded-For (a trusted proxy's chain is kept; otherwise it was dropped above). */
 export function forwardedFor(h: HeaderList, ctx: HeaderContext): HeaderList {
   const prior: string[] = [];
-  for (let i = 0; i < h.length; i += 2) if (h[i].toLowerCase() === 'x-forwarded-for') prior.push(h[i + 1]);
+  for (let i = 0; i < h.length; i += 2) if (is(h[i], 'x-forwarded-for')) prior.push(h[i + 1]);
   const chain = prior.length ? `${prior.join(', ')}, ${ctx.peer}` : ctx.peer;
   return set(h, 'x-forwarded-for', chain);
 }

@@ -3,11 +3,13 @@
  * load generator (wrk) and the three Node backends (one process) share CPU 1. Targets:
  *   direct · lb workers:1 (cookie affinity) · lb affinity none · lb workers:auto (unpinned, CPUs 0,1)
  *   · haproxy 1 thread (cookie insert) · nginx 1 worker (keepalive upstream) · npm http-proxy
- * Per run: wrk -t1 -c50 --latency on /100 and /16k, after a 1 s uncounted warm-up; rounds are
- * interleaved (A B C … A B C …). Reported: medians over rounds of req/s, p50, p99, proxy CPU µs per
- * request (utime+stime from /proc), max RSS, total errors, and CPU relative to HAProxy.
+ * Per run: wrk -t1 -c50 --latency on /100 (no cookies: every request a new session), /100 with
+ * returning users (a wrk script sends back 1,000 cookies the target issued) and /16k, after a 1 s
+ * uncounted warm-up; rounds are interleaved (A B C … A B C …). Reported: medians over rounds of
+ * req/s, p50, p99, proxy CPU µs per request (utime+stime from /proc), max RSS, total errors, CPU
+ * relative to HAProxy; then lb's RSS over 1,000,000 requests (returning users, then no cookies).
  *
- *   node --import tsx bench/run.ts [--seconds 8] [--rounds 3]
+ *   node --import tsx bench/run.ts [--seconds 8] [--rounds 3] [--memory-requests 1000000]
  */
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, openSync } from 'node:fs';
@@ -145,9 +147,10 @@ function parseWrk(out: string): Wrk {
   return { requests: num(/(\d+) requests in/), rps: num(/Requests\/sec:\s+([\d.]+)/), p50: lat('50'), p99: lat('99'), errors };
 }
 
-function runWrk(url: string, seconds: number): Promise<string> {
+function runWrk(url: string, seconds: number, script?: string): Promise<string> {
   return new Promise((res, rej) => {
-    const p = spawn('taskset', ['-c', '1', '/usr/bin/wrk', '-t1', '-c50', `-d${seconds}s`, '--latency', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const extra = script ? ['-s', script] : [];
+    const p = spawn('taskset', ['-c', '1', '/usr/bin/wrk', '-t1', '-c50', `-d${seconds}s`, '--latency', ...extra, url], { stdio: ['ignore', 'pipe', 'pipe'] });
     procs.push(p);
     let out = '';
     p.stdout!.on('data', (d) => (out += d));
@@ -166,6 +169,8 @@ function runWrk(url: string, seconds: number): Promise<string> {
 interface Target {
   name: string;
   port: number;
+  /** wrk script sending the cookies this target handed out (returning users), made by mintCookies. */
+  script?: string;
   /** PIDs whose CPU/RSS count as the proxy's (read fresh before each run). */
   pids: () => number[];
   note?: string;
@@ -190,10 +195,22 @@ log: { level: warn }
 `;
 }
 
+const COOKIE_AFFINITY = '{ mode: cookie, cookie: { secrets: ["bench-secret-value"] } }';
+
+/** One lb process on `cpus` (its PIDs include cluster workers). */
+async function startLb(dir: string, bports: number[], tag: string, workers: string, affinity: string, cpus: string, name = tag, note?: string): Promise<Target> {
+  const port = await freePort();
+  const sub = join(dir, tag);
+  execFileSync('mkdir', ['-p', sub]);
+  writeFileSync(join(sub, 'lb.yaml'), lbYaml(port, bports, sub, workers, affinity));
+  const log = join(dir, `${tag}.log`);
+  const p = pinned(cpus, process.execPath, [resolve('dist/cli/main.js'), 'start', '-c', join(sub, 'lb.yaml')], log);
+  await waitPort(port, p, log);
+  return { name, port, pids: () => [p.pid!, ...descendants(p.pid!)], note };
+}
+
 async function startTargets(dir: string, bports: number[]): Promise<Target[]> {
   const targets: Target[] = [{ name: 'direct', port: bports[0], pids: () => [] }];
-  const cookie = '{ mode: cookie, cookie: { secrets: ["bench-secret-value"] } }';
-  const main = resolve('dist/cli/main.js');
 
   const tryStart = async (name: string, fn: () => Promise<Target>): Promise<void> => {
     try {
@@ -205,20 +222,11 @@ async function startTargets(dir: string, bports: number[]): Promise<Target[]> {
   };
 
   const lb = (name: string, tag: string, workers: string, affinity: string, cpus: string, note?: string) =>
-    tryStart(name, async () => {
-      const port = await freePort();
-      const sub = join(dir, tag);
-      execFileSync('mkdir', ['-p', sub]);
-      writeFileSync(join(sub, 'lb.yaml'), lbYaml(port, bports, sub, workers, affinity));
-      const log = join(dir, `${tag}.log`);
-      const p = pinned(cpus, process.execPath, [main, 'start', '-c', join(sub, 'lb.yaml')], log);
-      await waitPort(port, p, log);
-      return { name, port, pids: () => [p.pid!, ...descendants(p.pid!)], note };
-    });
+    tryStart(name, () => startLb(dir, bports, tag, workers, affinity, cpus, name, note));
 
-  await lb('lb workers:1', 'lb1', '1', cookie, '0');
+  await lb('lb workers:1', 'lb1', '1', COOKIE_AFFINITY, '0');
   await lb('lb workers:1, affinity none', 'lbnone', '1', '{ mode: none }', '0');
-  await lb('lb workers:auto', 'lbauto', 'auto', cookie, '0,1', 'unpinned (CPUs 0,1, shared with wrk + backends); CPU = primary + workers');
+  await lb('lb workers:auto', 'lbauto', 'auto', COOKIE_AFFINITY, '0,1', 'unpinned (CPUs 0,1, shared with wrk + backends); CPU = primary + workers');
 
   await tryStart('haproxy', async () => {
     if (!existsSync('/usr/sbin/haproxy')) throw new Error('/usr/sbin/haproxy not installed');
@@ -318,13 +326,61 @@ function ticks(): { machine: number; ours: number } {
   return { machine, ours };
 }
 
-async function measure(t: Target, path: string, seconds: number): Promise<Sample> {
-  const url = `http://127.0.0.1:${t.port}${path}`;
-  await runWrk(url, 1); // warm-up, not counted
+/**
+ * Returning users: 1,000 cookieless GETs collect the cookies the target hands out, then a wrk
+ * script sends one of them with each request, in turn (a target that sets no cookie gets a
+ * neutral one, so every target parses the same header).
+ */
+async function mintCookies(t: Target, dir: string, n = 1000): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  const cookies: string[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const sc = await new Promise<string[] | undefined>((res, rej) =>
+        http.get({ host: '127.0.0.1', port: t.port, path: '/100', agent }, (r) => (r.resume(), r.on('end', () => res(r.headers['set-cookie'])))).on('error', rej),
+      );
+      if (sc?.[0]) cookies.push(sc[0].split(';')[0]);
+    }
+  } finally {
+    agent.destroy();
+  }
+  if (!cookies.length) cookies.push('session=returning-user');
+  const script = join(dir, `cookies-${t.name.replace(/[^a-z0-9]+/gi, '-')}.lua`);
+  writeFileSync(
+    script,
+    `local cookies = { ${cookies.map((c) => JSON.stringify(c)).join(', ')} }
+local i = 0
+request = function()
+  i = i + 1
+  if i > #cookies then i = 1 end
+  return wrk.format(nil, nil, { ["Cookie"] = cookies[i] })
+end
+`,
+  );
+  t.script = script;
+}
+
+interface Scenario {
+  key: string;
+  path: string;
+  returning: boolean;
+  title: string;
+}
+
+const SCENARIOS: Scenario[] = [
+  { key: '/100', path: '/100', returning: false, title: 'GET 100-byte body (/100), no cookies: every request is a new session' },
+  { key: '/100 returning', path: '/100', returning: true, title: 'GET 100-byte body (/100), returning users: each request carries one of 1,000 cookies the target issued' },
+  { key: '/16k', path: '/16k', returning: false, title: 'GET 16 KiB body (/16k), no cookies' },
+];
+
+async function measure(t: Target, sc: Scenario, seconds: number): Promise<Sample> {
+  const url = `http://127.0.0.1:${t.port}${sc.path}`;
+  const script = sc.returning ? t.script : undefined;
+  await runWrk(url, 1, script); // warm-up, not counted
   const pids = t.pids();
   const k0 = ticks();
   const c0 = pids.map(cpuUs);
-  const w = parseWrk(await runWrk(url, seconds));
+  const w = parseWrk(await runWrk(url, seconds, script));
   const c1 = pids.map(cpuUs);
   const k1 = ticks();
   // Share of one CPU used by processes that are not part of this benchmark during the run.
@@ -351,6 +407,7 @@ async function main(): Promise<void> {
   };
   const seconds = opt('--seconds', 8);
   const rounds = opt('--rounds', 3);
+  const memRequests = opt('--memory-requests', 1_000_000);
   ensurePeers([
     { bin: '/usr/sbin/haproxy', pkg: 'haproxy' },
     { bin: '/usr/sbin/nginx', pkg: 'nginx-light' },
@@ -367,14 +424,15 @@ async function main(): Promise<void> {
     const bports = JSON.parse(await firstLine(be)) as number[];
     const targets = await startTargets(dir, bports);
 
-    const sizes = ['/100', '/16k'];
+    for (const t of targets) await mintCookies(t, dir);
     const samples = new Map<string, Sample[]>();
     const t0 = Date.now();
     for (let r = 0; r < rounds; r++)
-      for (const size of sizes)
+      for (const sc of SCENARIOS)
         for (const t of targets) {
+          const size = sc.key;
           try {
-            const s = await measure(t, size, seconds);
+            const s = await measure(t, sc, seconds);
             (samples.get(`${t.name} ${size}`) ?? samples.set(`${t.name} ${size}`, []).get(`${t.name} ${size}`)!).push(s);
             console.error(
               `round ${r + 1}/${rounds} ${size} ${t.name}: ${Math.round(s.rps)} req/s, p99 ${fmt(s.p99, 2)} ms, ${fmt(s.cpuPerReq, 1)} µs/req, errors ${s.errors}, other load ${(foreign[foreign.length - 1] * 100).toFixed(0)}% CPU`,
@@ -384,6 +442,29 @@ async function main(): Promise<void> {
           }
         }
 
+    // Memory over 1,000,000 requests, returning users then a cookieless flood (every request a
+    // new session: the session table grows until its cap), one lb workers:1 process each.
+    const memory: Array<{ label: string; points: Array<{ requests: number; rssMiB: number }> }> = [];
+    for (const returning of [true, false]) {
+      const label = `${memRequests.toLocaleString('en-US')} requests, ${returning ? 'returning users' : 'no cookies'}`;
+      try {
+        const t = await startLb(dir, bports, `mem-${returning ? 'returning' : 'new'}`, '1', COOKIE_AFFINITY, '0');
+        if (returning) await mintCookies(t, dir);
+        const points = [{ requests: 0, rssMiB: rssKiB(t.pids()[0]) / 1024 }];
+        let total = 0;
+        while (total < memRequests) {
+          const w = parseWrk(await runWrk(`http://127.0.0.1:${t.port}/100`, 8, returning ? t.script : undefined));
+          total += w.requests;
+          points.push({ requests: total, rssMiB: rssKiB(t.pids()[0]) / 1024 });
+          console.error(`memory (${label}): ${total} requests, RSS ${points.at(-1)!.rssMiB.toFixed(1)} MiB`);
+        }
+        memory.push({ label, points });
+        for (const pid of t.pids()) process.kill(pid, 'SIGTERM');
+      } catch (e) {
+        console.error(`memory run (${label}) failed: ${(e as Error).message}`);
+      }
+    }
+
     const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
     const cores = readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length;
     const out: string[] = [
@@ -392,10 +473,12 @@ async function main(): Promise<void> {
       `CPU: ${cpuModel}, ${cores} cores; load average before the run: ${loadBefore}  `,
       `Pinning: each proxy on CPU 0 (taskset -c 0) except lb workers:auto (taskset -c 0,1); wrk (-t1 -c50, --latency) and the 3 Node backends (one process) on CPU 1.  `,
       `${rounds} rounds × ${seconds} s per run (after a 1 s uncounted warm-up), targets interleaved; medians over rounds; RSS is the max after any run; errors are totals (socket errors + non-2xx). ` +
-        `wrk sends no cookies, so cookie-affinity proxies (lb cookie, haproxy) set a new cookie on every response.`,
+        `Without cookies every request is a new session, so cookie-affinity proxies (lb cookie, haproxy) set a cookie on every response (lb also signs it and counts the session); ` +
+        `with returning users each request carries a cookie the target issued earlier (1,000 of them, sent in turn by a wrk script).`,
     ];
     if (skipped.length) out.push('', ...skipped.map((s) => `skipped: ${s}`));
-    for (const size of sizes) {
+    for (const sc of SCENARIOS) {
+      const size = sc.key;
       const stat = (name: string) => {
         const ss = samples.get(`${name} ${size}`) ?? [];
         return {
@@ -411,7 +494,7 @@ async function main(): Promise<void> {
       const ha = stat('haproxy').cpu;
       out.push(
         '',
-        `### GET ${size === '/100' ? '100-byte' : '16 KiB'} body (${size})`,
+        `### ${sc.title}`,
         '',
         '| target | req/s | p50 ms | p99 ms | CPU µs/req | CPU vs HAProxy | max RSS MiB | errors | note |',
         '|---|---:|---:|---:|---:|---:|---:|---:|---|',
@@ -420,6 +503,27 @@ async function main(): Promise<void> {
           const note = [t.note, s.n < rounds ? `${s.n}/${rounds} runs succeeded` : ''].filter(Boolean).join('; ');
           return `| ${t.name} | ${fmt(s.rps, 0)} | ${fmt(s.p50, 2)} | ${fmt(s.p99, 2)} | ${fmt(s.cpu, 1)} | ${Number.isFinite(s.cpu) && Number.isFinite(ha) ? `${(s.cpu / ha).toFixed(2)}×` : '–'} | ${fmt(s.rss, 1)} | ${s.errors} | ${note} |`;
         }),
+      );
+      // The issue's bars, from this run's medians.
+      const lb1 = stat('lb workers:1');
+      const none = stat('lb workers:1, affinity none');
+      const hp = stat('http-proxy');
+      out.push(
+        '',
+        `lb workers:1 (cookie): ${fmt(lb1.cpu, 1)} µs/req = ${fmt(lb1.cpu / ha, 2)}× HAProxy's CPU, ${fmt(hp.cpu / lb1.cpu, 2)}× leaner than http-proxy; ` +
+          `p99 ${fmt(lb1.p99 / stat('haproxy').p99, 2)}× HAProxy's; cookie affinity costs ${fmt((lb1.cpu / none.cpu - 1) * 100, 1)}% over mode none.`,
+      );
+    }
+    if (memory.length) {
+      out.push(
+        '',
+        `### Memory: lb workers:1, cookie affinity, ${memRequests.toLocaleString('en-US')} requests`,
+        '',
+        `RSS of the lb process after each chunk of load (wrk, 50 connections, 8 s chunks until ${memRequests.toLocaleString('en-US')} requests).`,
+        '',
+        '| requests so far | ' + memory.map((m) => m.label).join(' RSS MiB | ') + ' RSS MiB |',
+        '|---:|' + memory.map(() => '---:|').join(''),
+        ...memory[0].points.map((_, i) => `| ${memory[0].points[i]?.requests ?? '–'} | ${memory.map((m) => fmt(m.points[i]?.rssMiB, 1)).join(' | ')} |`),
       );
     }
     const avgForeign = foreign.reduce((a, b) => a + b, 0) / (foreign.length || 1);

@@ -180,6 +180,22 @@ describe('failures get the right status with a short body, never a hang', () => 
     expect(resetter.seen.filter((x) => x.method === 'POST')).toHaveLength(2); // each sent once, never replayed
   });
 
+  it('clients that hang up mid-request are logged 499 and never held against the backend by passive health', async () => {
+    const b = await startBackend('only');
+    const lb = await startLb(yaml([b], '', '    passiveHealth: { enabled: true, consecutiveErrors: 2, cooldown: 1m }'));
+    // Six clients ask for a slow answer and hang up before it comes (wrk does this at the end of every run).
+    await Promise.all(
+      Array.from({ length: 6 }, () => new Promise<void>((resolve) => {
+        const s = net.connect(lb.port(), '127.0.0.1', () => s.write('GET /slow?ms=300 HTTP/1.1\r\nHost: x\r\n\r\n'));
+        setTimeout(() => (s.destroy(), resolve()), 100);
+      })),
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await get(`${lb.url}/`)).status).toBe(200);
+    expect(lb.logs().filter((l) => l.access && l.status === 499 && l.error === 'LB_CLIENT_CLOSED')).toHaveLength(6);
+    expect(lb.logs().filter((l) => l.event === 'backend.health')).toEqual([]);
+  });
+
   it('504 when the backend does not answer within backendResponse', async () => {
     const b = await startBackend('slow');
     const lb = await startLb(yaml([b], 'timeouts: { backendResponse: 300ms }'));

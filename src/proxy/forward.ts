@@ -43,7 +43,7 @@ export function forward(o: ForwardOptions): Promise<ForwardOutcome> {
       resolve(outcome);
     };
     const onClientClose = (): void => {
-      if (!o.res.writableFinished) exchange?.abort(new LbError('LB_BACKEND_RESET', 'client closed'));
+      if (!o.res.writableFinished) exchange?.abort(new LbError('LB_CLIENT_CLOSED', 'client closed'));
     };
     const resume = (): void => exchange?.resume();
     o.res.on('close', onClientClose);
@@ -94,6 +94,6 @@ export function forward(o: ForwardOptions): Promise<ForwardOutcome> {
         },
       },
     );
-    if (o.res.destroyed) exchange.abort(new LbError('LB_BACKEND_RESET', 'client closed'));
+    if (o.res.destroyed) exchange.abort(new LbError('LB_CLIENT_CLOSED', 'client closed'));
   });
 }

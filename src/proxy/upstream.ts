@@ -339,7 +339,7 @@ class ActiveExchange implements Exchange {
     };
     const onAbort = (): void => {
       cleanup();
-      this.abort(new LbError('LB_BACKEND_RESET', 'client aborted the request body'));
+      this.abort(new LbError('LB_CLIENT_CLOSED', 'client aborted the request body'));
     };
     const onDrain = (): void => {
       body.resume();
@@ -475,6 +475,8 @@ export class UpstreamPool {
     const next = this.#nextQueued();
     if (next) return conn.start(next);
     if (this.#closed || conn.idleMs <= 0) return conn.destroy();
+    // An idle socket must keep reading, or it would never notice the backend closing it.
+    if (conn.socket.isPaused()) conn.socket.resume();
     conn.idleSince = Date.now();
     this.#free.push(conn);
     this.#sweeper ??= setInterval(this.#sweep, 250).unref();

@@ -8,6 +8,8 @@ export type LbErrorCode =
   | 'LB_BACKEND_TIMEOUT'
   | 'LB_BACKEND_RESET'
   | 'LB_BACKEND_PROTOCOL'
+  /** The client went away mid-exchange: nobody's answer, and never the backend's fault. */
+  | 'LB_CLIENT_CLOSED'
   | 'LB_AFFINITY_STRICT'
   | 'LB_BAD_REQUEST'
   | 'LB_HEADERS_TOO_LARGE'
@@ -21,6 +23,7 @@ const STATUS: Record<LbErrorCode, number> = {
   LB_BACKEND_RESET: 502,
   LB_BACKEND_PROTOCOL: 502,
   LB_BACKEND_TIMEOUT: 504,
+  LB_CLIENT_CLOSED: 499,
   LB_BAD_REQUEST: 400,
   LB_HEADERS_TOO_LARGE: 431,
   LB_CONFIG_INVALID: 500,

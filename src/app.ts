@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { accessLogger } from './log.js';
 import { Pool, type Dispatcher } from 'undici';
 import { UpstreamPool, UPSTREAM_DEFAULTS } from './proxy/upstream.js';
 import type { SecureContextOptions } from 'node:tls';
@@ -485,9 +486,10 @@ export class App {
     const trust = trustList(this.config.trustedProxies);
     // The level is fixed for the process: decide once, not per request, whether access lines are written.
     const logAccess = this.logger.isLevelEnabled('info');
+    const access = accessLogger(this.logger);
     const onAccess = (rec: AccessRecord): void => {
       this.metrics.observe(rec, rec.backend === undefined ? undefined : this.registry.get(rec.backend));
-      if (logAccess) this.logger.info({ access: true, ...rec });
+      if (logAccess) access.info({ access: true, ...rec });
     };
     for (const cfg of this.config.listeners) {
       const deps = {

@@ -521,9 +521,11 @@ async function main(): Promise<void> {
         '',
         `RSS of the lb process after each chunk of load (wrk, 50 connections, 8 s chunks until ${memRequests.toLocaleString('en-US')} requests).`,
         '',
-        '| requests so far | ' + memory.map((m) => m.label).join(' RSS MiB | ') + ' RSS MiB |',
-        '|---:|' + memory.map(() => '---:|').join(''),
-        ...memory[0].points.map((_, i) => `| ${memory[0].points[i]?.requests ?? '–'} | ${memory.map((m) => fmt(m.points[i]?.rssMiB, 1)).join(' | ')} |`),
+        '| ' + memory.map((m) => `${m.label}: requests | RSS MiB`).join(' | ') + ' |',
+        '|' + memory.map(() => '---:|---:|').join(''),
+        ...Array.from({ length: Math.max(...memory.map((m) => m.points.length)) }, (_, i) =>
+          `| ${memory.map((m) => (m.points[i] ? `${m.points[i].requests} | ${fmt(m.points[i].rssMiB, 1)}` : '– | –')).join(' | ')} |`,
+        ),
       );
     }
     const avgForeign = foreign.reduce((a, b) => a + b, 0) / (foreign.length || 1);
@@ -548,7 +550,9 @@ if (args[0] === 'backends') {
   for (let i = 0; i < 3; i++) {
     const server = http.createServer((req, res) => {
       const body = req.url === '/16k' ? big : small;
-      req.resume();
+      // Only a request with a body needs draining; resume() on every GET made the backend process
+      // noticeably costlier, and the backends should cost as little as possible next to the proxy.
+      if (req.headers['content-length'] || req.headers['transfer-encoding']) req.resume();
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
       res.end(body);
     });

@@ -93,4 +93,25 @@ describe('SessionTable', () => {
     expect(t.isLive('s0', 'n2')).toBe(false);
     release();
   });
+
+  it('moves a re-pinned session between backends, keeps a held one past its expiry, expires the rest on sweep', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    let now = 1_000_000;
+    const t = new SessionTable(() => now);
+    t.touch('a', 'n1', now + 10_000, null);
+    t.touch('b', 'n1', now + 10_000, null);
+    t.touch('a', 'n2', now + 10_000, 'n1'); // re-pinned, origin known
+    t.touch('b', 'n3', now + 10_000); // origin unknown (fleet, cluster): found by search
+    expect([t.count('n1'), t.count('n2'), t.count('n3'), t.size]).toEqual([0, 1, 1, 2]);
+    const release = t.hold('a', 'n2', 5_000);
+    expect(t.held()).toEqual([['a', 'n2']]);
+    now += 60_000;
+    t.sweep();
+    expect([t.isLive('a', 'n2'), t.isLive('b', 'n3'), t.size]).toEqual([true, false, 1]); // held survives
+    release();
+    expect(t.isLive('a', 'n2')).toBe(true); // idles out from now on…
+    now += 6_000;
+    t.sweep();
+    expect([t.isLive('a', 'n2'), t.size, t.held()]).toEqual([false, 0, []]); // …and is gone
+  });
 });

@@ -2,51 +2,95 @@
  * Live sessions per backend: distinct session ids whose affinity is still valid. Each entry
  * expires when its cookie (or hash key) would: the count reaching zero means no client can
  * come back with a valid pin, which is what "drained" promises.
+ *
+ * Layout, chosen for the garbage collector: one Map per backend from session id to its expiry in
+ * whole seconds since the table's epoch (rounded up, so an entry may outlive its cookie by under a
+ * second). Small integers are stored inline, so an entry is its id string and a map slot: no
+ * record object and no boxed number per session. With a flood of cookieless requests (a new
+ * session each) the old layout — a record and a boxed millisecond timestamp per entry — made
+ * old-generation GC grow with the table (bench/RESULTS.md).
  */
+const HELD = 2 ** 30 - 1; // an expiry that never comes: the session is held by a WebSocket
+
 export class SessionTable {
-  readonly #entries = new Map<string, { backend: string; expiresAt: number; holds?: number }>();
-  readonly #counts = new Map<string, number>();
+  readonly #byBackend = new Map<string, Map<string, number>>();
+  /** Session id → number of holders (open WebSockets); such entries have expiry HELD. */
+  readonly #holds = new Map<string, number>();
   readonly #now: () => number;
+  readonly #epoch: number;
+  #size = 0;
 
   /**
    * A flood of cookieless requests creates a session each; past this many entries the oldest
    * are forgotten (their counts drop early, their cookies keep working): memory stays bounded
-   * (~150 bytes an entry, ~150 MB at the cap) instead of growing with request rate × maxIdle.
+   * (~60 bytes an entry, ~60 MB at the cap) instead of growing with request rate × maxIdle.
    */
   readonly #cap: number;
 
   constructor(now: () => number, cap = 1_000_000) {
     this.#now = now;
+    this.#epoch = now();
     this.#cap = cap;
   }
 
-  touch(sessionId: string, backend: string, expiresAt: number): void {
-    const prev = this.#entries.get(sessionId);
-    if (prev) {
-      if (prev.backend === backend) {
-        if (!prev.holds) prev.expiresAt = Math.max(prev.expiresAt, expiresAt);
-        return;
-      }
-      this.#dec(prev.backend);
-    }
-    if (!prev && this.#entries.size >= this.#cap) this.#evictOldest();
-    this.#entries.set(sessionId, { backend, expiresAt });
-    this.#counts.set(backend, (this.#counts.get(backend) ?? 0) + 1);
+  #sec(ms: number): number {
+    if (ms === Infinity) return HELD;
+    return Math.min(HELD - 1, Math.ceil((ms - this.#epoch) / 1000));
   }
 
+  #nowSec(): number {
+    return (this.#now() - this.#epoch) / 1000;
+  }
+
+  /**
+   * Record that the session is live on `backend` until `expiresAt` (ms). `from` is where the
+   * caller knows it was: null for a session id just minted (nothing to look up), a backend id
+   * for a re-pin, undefined when unknown (every backend's map is searched).
+   */
+  touch(sessionId: string, backend: string, expiresAt: number, from?: string | null): void {
+    let map = this.#byBackend.get(backend);
+    const prev = map?.get(sessionId);
+    if (prev !== undefined) {
+      const e = this.#sec(expiresAt);
+      if (prev !== HELD && e > prev) map!.set(sessionId, e);
+      return;
+    }
+    if (from !== null) this.#moveOut(sessionId, backend, from);
+    if (this.#size >= this.#cap) this.#evictOldest();
+    if (!map) this.#byBackend.set(backend, (map = new Map()));
+    map.set(sessionId, this.#sec(expiresAt));
+    this.#size++;
+  }
+
+  /** A re-pinned session leaves its old backend's map. */
+  #moveOut(sessionId: string, backend: string, from: string | undefined): void {
+    const maps = from !== undefined ? [this.#byBackend.get(from)] : [...this.#byBackend.values()];
+    for (const other of maps) {
+      if (other && other !== this.#byBackend.get(backend) && other.delete(sessionId)) {
+        this.#size--;
+        this.#holds.delete(sessionId);
+        return;
+      }
+    }
+  }
+
+  /** Forget the oldest entry of the largest backend that is not held by a WebSocket. */
   #evictOldest(): void {
-    for (const [sid, e] of this.#entries) {
-      if (e.holds) continue; // a WebSocket still uses it
-      this.#entries.delete(sid);
-      this.#dec(e.backend);
+    let largest: Map<string, number> | undefined;
+    for (const m of this.#byBackend.values()) if (!largest || m.size > largest.size) largest = m;
+    if (!largest) return;
+    for (const [sid, e] of largest) {
+      if (e === HELD) continue;
+      largest.delete(sid);
+      this.#size--;
       return;
     }
   }
 
   /** Is this session still live on this backend (e.g. held by an open WebSocket)? */
   isLive(sessionId: string, backend: string): boolean {
-    const e = this.#entries.get(sessionId);
-    return e !== undefined && e.backend === backend && e.expiresAt > this.#now();
+    const e = this.#byBackend.get(backend)?.get(sessionId);
+    return e !== undefined && e > this.#nowSec();
   }
 
   /**
@@ -55,53 +99,54 @@ export class SessionTable {
    */
   hold(sessionId: string, backend: string, idleMs: number): () => void {
     this.touch(sessionId, backend, Infinity);
-    const e = this.#entries.get(sessionId)!;
-    e.holds = (e.holds ?? 0) + 1;
+    this.#holds.set(sessionId, (this.#holds.get(sessionId) ?? 0) + 1);
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const cur = this.#entries.get(sessionId);
-      if (!cur || cur.backend !== backend) return;
-      cur.holds = (cur.holds ?? 1) - 1;
-      if (cur.holds <= 0) cur.expiresAt = this.#now() + idleMs;
+      const map = this.#byBackend.get(backend);
+      if (!map?.has(sessionId)) return;
+      const n = (this.#holds.get(sessionId) ?? 1) - 1;
+      if (n > 0) return void this.#holds.set(sessionId, n);
+      this.#holds.delete(sessionId);
+      map.set(sessionId, this.#sec(this.#now() + idleMs));
     };
   }
 
   /** Sessions held by open WebSockets: [session id, backend]. */
   held(): Array<[string, string]> {
     const out: Array<[string, string]> = [];
-    for (const [id, e] of this.#entries) if (e.holds) out.push([id, e.backend]);
+    for (const [backend, map] of this.#byBackend) for (const [id, e] of map) if (e === HELD) out.push([id, backend]);
     return out;
   }
 
   count(backend: string): number {
-    return this.#counts.get(backend) ?? 0;
+    return this.#byBackend.get(backend)?.size ?? 0;
   }
 
   get size(): number {
-    return this.#entries.size;
+    return this.#size;
   }
 
   forgetBackend(backend: string): void {
-    for (const [sid, e] of this.#entries) if (e.backend === backend) this.#entries.delete(sid);
-    this.#counts.delete(backend);
+    const map = this.#byBackend.get(backend);
+    if (!map) return;
+    for (const id of map.keys()) this.#holds.delete(id);
+    this.#size -= map.size;
+    this.#byBackend.delete(backend);
   }
 
   /** Drop expired entries. O(n); run on a timer, not per request. */
   sweep(): void {
-    const now = this.#now();
-    for (const [sid, e] of this.#entries) {
-      if (e.expiresAt <= now) {
-        this.#entries.delete(sid);
-        this.#dec(e.backend);
+    const now = this.#nowSec();
+    for (const [backend, map] of this.#byBackend) {
+      for (const [sid, e] of map) {
+        if (e <= now) {
+          map.delete(sid);
+          this.#size--;
+        }
       }
+      if (map.size === 0) this.#byBackend.delete(backend);
     }
-  }
-
-  #dec(backend: string): void {
-    const n = (this.#counts.get(backend) ?? 1) - 1;
-    if (n <= 0) this.#counts.delete(backend);
-    else this.#counts.set(backend, n);
   }
 }

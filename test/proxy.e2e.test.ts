@@ -1,9 +1,11 @@
 import net from 'node:net';
-import { describe, expect, it } from 'vitest';
+import https from 'node:https';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { request } from 'undici';
 import { Readable } from 'node:stream';
 import { deadPort, startBackend, type TestBackend } from './helpers/backends.js';
 import { startLb } from './helpers/lb.js';
+import { makeCert, pem } from './helpers/certs.js';
 import { get, testAgent } from './helpers/client.js';
 
 function yaml(backends: Array<{ id: string; url: string }>, extra = '', poolExtra = ''): string {
@@ -178,6 +180,28 @@ describe('failures get the right status with a short body, never a hang', () => 
     for (let i = 0; i < 4; i++) posts.push((await get(`${lb.url}/upload`, { method: 'POST', body: 'x' })).status);
     expect(posts.sort()).toEqual([200, 200, 502, 502]);
     expect(resetter.seen.filter((x) => x.method === 'POST')).toHaveLength(2); // each sent once, never replayed
+  });
+
+  it('https:// backends: verified against tlsCa (502 when the certificate is not trusted), or not at all with tlsInsecure', async () => {
+    const c = makeCert();
+    const server = https.createServer({ cert: pem(c.cert), key: pem(c.key) }, (req, res) => {
+      let n = 0;
+      req.on('data', (d: Buffer) => (n += d.length));
+      req.on('end', () => res.end(JSON.stringify({ secure: (req.socket as import('node:tls').TLSSocket).encrypted === true, method: req.method, bytes: n })));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    onTestFinished(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+    const backend = { id: 'tls', url: `https://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}` };
+    const verified = await startLb(yaml([backend], '', `    tlsCa: "${c.cert}"`));
+    expect((await get(`${verified.url}/`)).json()).toEqual({ secure: true, method: 'GET', bytes: 0 });
+    const post = await get(`${verified.url}/up`, { method: 'POST', body: 'x'.repeat(100_000) });
+    expect(post.json()).toEqual({ secure: true, method: 'POST', bytes: 100_000 });
+    const untrusted = await startLb(yaml([backend]));
+    const refused = await get(`${untrusted.url}/`);
+    expect(refused.status).toBe(502);
+    expect(untrusted.logs().some((l) => l.access && l.error === 'LB_BACKEND_CONNECT')).toBe(true);
+    const insecure = await startLb(yaml([backend], '', '    tlsInsecure: true'));
+    expect((await get(`${insecure.url}/`)).json().secure).toBe(true);
   });
 
   it('clients that hang up mid-request are logged 499 and never held against the backend by passive health', async () => {

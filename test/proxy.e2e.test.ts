@@ -207,16 +207,21 @@ describe('failures get the right status with a short body, never a hang', () => 
   it('clients that hang up mid-request are logged 499 and never held against the backend by passive health', async () => {
     const b = await startBackend('only');
     const lb = await startLb(yaml([b], '', '    passiveHealth: { enabled: true, consecutiveErrors: 2, cooldown: 1m }'));
-    // Six clients ask for a slow answer and hang up before it comes (wrk does this at the end of every run).
-    await Promise.all(
-      Array.from({ length: 6 }, () => new Promise<void>((resolve) => {
-        const s = net.connect(lb.port(), '127.0.0.1', () => s.write('GET /slow?ms=300 HTTP/1.1\r\nHost: x\r\n\r\n'));
-        setTimeout(() => (s.destroy(), resolve()), 100);
-      })),
-    );
-    await new Promise((r) => setTimeout(r, 200));
+    // Six clients ask for a slow answer and hang up before it comes (wrk does this at the end of
+    // every run). They hang up only once the backend has the requests, however slow the machine.
+    const sockets = Array.from({ length: 6 }, () => {
+      const s = net.connect(lb.port(), '127.0.0.1', () => s.write('GET /slow?ms=2000 HTTP/1.1\r\nHost: x\r\n\r\n'));
+      return s;
+    });
+    const until = async (ok: () => boolean) => {
+      for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 25));
+    };
+    await until(() => b.seen.length >= 6);
+    for (const s of sockets) s.destroy();
+    const hungUp = () => lb.logs().filter((l) => l.access && l.status === 499 && l.error === 'LB_CLIENT_CLOSED');
+    await until(() => hungUp().length >= 6);
     expect((await get(`${lb.url}/`)).status).toBe(200);
-    expect(lb.logs().filter((l) => l.access && l.status === 499 && l.error === 'LB_CLIENT_CLOSED')).toHaveLength(6);
+    expect(hungUp()).toHaveLength(6);
     expect(lb.logs().filter((l) => l.event === 'backend.health')).toEqual([]);
   });
 

@@ -105,7 +105,7 @@ describe('upstream client', () => {
     const p = pool(s.url, { keepAliveThreshold: 2000 }); // so lb keeps it 1 s
     await send(p);
     expect(p.size).toBe(1);
-    await new Promise((r) => setTimeout(r, 1500));
+    await new Promise((r) => setTimeout(r, 2200)); // lb's 1 s (+ sweep), still before the backend's 3 s
     expect(p.size).toBe(0);
     await send(p);
     expect(s.opened()).toBe(2);

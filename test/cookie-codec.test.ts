@@ -115,3 +115,21 @@ describe('SessionTable', () => {
     expect([t.isLive('a', 'n2'), t.size, t.held()]).toEqual([false, 0, []]); // …and is gone
   });
 });
+
+describe('HmacSha256', () => {
+  it('equals createHmac for keys shorter than, equal to and longer than the 64-byte block, and messages up to its limit', async () => {
+    const { createHmac, randomBytes } = await import('node:crypto');
+    const { HmacSha256 } = await import('../src/util/hmac.js');
+    for (const keyLen of [0, 1, 18, 63, 64, 65, 200]) {
+      const key = randomBytes(keyLen).toString('base64').slice(0, keyLen);
+      const mac = new HmacSha256(key, 40);
+      for (const len of [0, 1, 33, 40]) {
+        for (let i = 0; i < 20; i++) {
+          const msg = randomBytes(len);
+          expect(mac.digest(msg).equals(createHmac('sha256', key).update(msg).digest()), `key ${keyLen}, message ${len}`).toBe(true);
+        }
+      }
+    }
+    expect(() => new HmacSha256('k', 4).digest(Buffer.alloc(5))).toThrow(RangeError);
+  });
+});

@@ -1,5 +1,6 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { randomChunk } from '../util/random.js';
+import { HmacSha256 } from '../util/hmac.js';
 
 /**
  * The signed affinity cookie (SPEC §3). Binary layout, base64url-encoded (66 characters):
@@ -39,6 +40,8 @@ interface Key {
   id: Buffer;
   idHex: string;
   secret: string;
+  /** Signs and verifies cookie bodies. */
+  mac: HmacSha256;
 }
 
 export interface CookieLimits {
@@ -62,7 +65,7 @@ export class CookieCodec {
     if (secrets.length === 0) throw new Error('cookie affinity needs at least one secret');
     this.#keys = secrets.map((secret) => {
       const id = createHash('sha256').update(secret).digest().subarray(0, 4);
-      return { id, idHex: id.toString('hex'), secret };
+      return { id, idHex: id.toString('hex'), secret, mac: new HmacSha256(secret, BODY) };
     });
     for (const k of this.#keys) if (!this.#byId.has(k.idHex)) this.#byId.set(k.idHex, k);
   }
@@ -107,7 +110,7 @@ export class CookieCodec {
     sid.copy(buf, 13);
     buf.writeUInt32BE(Math.floor(claims.issuedAt / 1000) >>> 0, 25);
     buf.writeUInt32BE(Math.floor(claims.lastSeen / 1000) >>> 0, 29);
-    createHmac('sha256', key.secret).update(buf.subarray(0, BODY)).digest().copy(buf, BODY, 0, MAC);
+    key.mac.digest(buf.subarray(0, BODY)).copy(buf, BODY, 0, MAC);
     return buf.toString('base64url');
   }
 
@@ -122,7 +125,7 @@ export class CookieCodec {
     }
     const key = this.#byId.get(buf.toString('hex', 1, 5));
     if (!key) return { ok: false, reason: 'unknown-key' };
-    const mac = createHmac('sha256', key.secret).update(buf.subarray(0, BODY)).digest().subarray(0, MAC);
+    const mac = key.mac.digest(buf.subarray(0, BODY)).subarray(0, MAC);
     if (!timingSafeEqual(mac, buf.subarray(BODY))) return { ok: false, reason: 'bad-signature' };
     const issuedAt = buf.readUInt32BE(25) * 1000;
     const lastSeen = buf.readUInt32BE(29) * 1000;

@@ -13,16 +13,17 @@ export const REDACT = [
  */
 export function createLogger(level: string, dest?: NodeJS.WritableStream): Logger {
   const destination = dest ?? pino.destination({ dest: 1, sync: false });
-  return pino(
-    {
-      level,
-      base: { pid: process.pid },
-      redact: { paths: REDACT, censor: '[redacted]' },
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-    },
-    destination,
-  );
+  return pino({ ...lineFormat(level), redact: { paths: REDACT, censor: '[redacted]' } }, destination);
+}
+
+/** What every lb log line looks like: pid, ISO time, the level as a word. */
+function lineFormat(level: string): pino.LoggerOptions {
+  return {
+    level,
+    base: { pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  };
 }
 
 /**
@@ -32,13 +33,5 @@ export function createLogger(level: string, dest?: NodeJS.WritableStream): Logge
  */
 export function accessLogger(logger: Logger): Logger {
   const stream = (logger as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym];
-  return pino(
-    {
-      level: logger.level,
-      base: { pid: process.pid },
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-    },
-    stream,
-  );
+  return pino(lineFormat(logger.level), stream);
 }

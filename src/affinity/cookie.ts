@@ -73,7 +73,8 @@ export class CookieAffinity implements Affinity {
 
   persist(d: Decision, secure: boolean): string | undefined {
     const now = this.#now();
-    const pinned = d.lookup.kind === 'pinned' ? d.lookup.session : undefined;
+    const was = d.lookup.kind === 'pinned' ? d.lookup : undefined;
+    const pinned = was?.session;
     const fresh = d.result === 'hit' && pinned !== undefined && now - pinned.lastSeen < this.#config.maxIdle / 4;
     const issuedAt = pinned ? pinned.issuedAt : now;
     const lastSeen = fresh ? pinned!.lastSeen : now;
@@ -83,7 +84,7 @@ export class CookieAffinity implements Affinity {
     const value = fresh ? undefined : this.codec.encode({ backendId: d.backend.id, sessionId, issuedAt, lastSeen });
     const expiresAt = Math.min(lastSeen + this.#config.maxIdle, issuedAt + this.#config.maxLife);
     // A minted id was nowhere before; a pinned one was on the backend its cookie named.
-    this.#sessions.touch(sessionId, d.backend.id, expiresAt, pinned ? (d.lookup as { backendId: string }).backendId : null);
+    this.#sessions.touch(sessionId, d.backend.id, expiresAt, was ? was.backendId : null);
     this.#onTouch?.(sessionId, d.backend.id, expiresAt);
     if (!value) return undefined;
     const maxAge = Math.max(1, Math.floor((issuedAt + this.#config.maxLife - now) / 1000));

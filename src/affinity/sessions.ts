@@ -55,7 +55,7 @@ export class SessionTable {
       if (prev !== HELD && e > prev) map!.set(sessionId, e);
       return;
     }
-    if (from !== null) this.#moveOut(sessionId, backend, from);
+    if (from !== null) this.#moveOut(sessionId, map, from);
     if (this.#size >= this.#cap) this.#evictOldest();
     if (!map) this.#byBackend.set(backend, (map = new Map()));
     map.set(sessionId, this.#sec(expiresAt));
@@ -63,10 +63,10 @@ export class SessionTable {
   }
 
   /** A re-pinned session leaves its old backend's map. */
-  #moveOut(sessionId: string, backend: string, from: string | undefined): void {
-    const maps = from !== undefined ? [this.#byBackend.get(from)] : [...this.#byBackend.values()];
+  #moveOut(sessionId: string, to: Map<string, number> | undefined, from: string | undefined): void {
+    const maps = from !== undefined ? [this.#byBackend.get(from)] : this.#byBackend.values();
     for (const other of maps) {
-      if (other && other !== this.#byBackend.get(backend) && other.delete(sessionId)) {
+      if (other && other !== to && other.delete(sessionId)) {
         this.#size--;
         this.#holds.delete(sessionId);
         return;

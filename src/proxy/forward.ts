@@ -94,6 +94,6 @@ export function forward(o: ForwardOptions): Promise<ForwardOutcome> {
         },
       },
     );
-    if (o.res.destroyed) exchange.abort(new LbError('LB_CLIENT_CLOSED', 'client closed'));
+    if (o.res.destroyed) onClientClose();
   });
 }

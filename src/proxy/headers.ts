@@ -172,7 +172,7 @@ const HOP_LENGTHS = new Set([...HOP_BY_HOP].map((n) => n.length));
 export function responseHeaders(raw: readonly string[]): string[] {
   let listed: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i].length !== 10 || raw[i].toLowerCase() !== 'connection') continue;
+    if (!is(raw[i], 'connection')) continue;
     for (const t of raw[i + 1].split(',')) {
       const name = t.trim().toLowerCase();
       // `keep-alive` and `close` name fields that are dropped anyway: most responses list nothing else.

@@ -141,6 +141,7 @@ async function proxyWithRetries(a: Attempt): Promise<void> {
   const { req, res, pool, deps, rec } = a;
   let decision = a.decision;
   const body = hasBody(req);
+  const chunked = req.headers['transfer-encoding'] !== undefined;
   const retryable = IDEMPOTENT.has(rec.method) && !body;
   const deadline = deps.now() + deps.retries.budget;
   const tried = new Set<Backend>();
@@ -163,7 +164,7 @@ async function proxyWithRetries(a: Attempt): Promise<void> {
         path: rec.path,
         headers,
         hasBody: body,
-        chunked: req.headers['transfer-encoding'] !== undefined,
+        chunked,
         timeout: deps.timeouts.backendResponse,
         onResponse: (_status, out) => {
           const cookie = pool.affinity.persist(current, a.proto === 'https');

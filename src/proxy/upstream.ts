@@ -90,7 +90,7 @@ class Connection {
   readonly #pool: UpstreamPool;
   ex: ActiveExchange | null = null;
   /** Host header for requests that came without one (HTTP/1.0 clients). */
-  hostHeader = '';
+  readonly hostHeader: string;
   connected = false;
   dead = false;
   /** Keep-alive idle time for this socket (from the backend's hint, if any). */
@@ -106,6 +106,7 @@ class Connection {
   constructor(pool: UpstreamPool, url: URL, opts: UpstreamOptions) {
     this.#pool = pool;
     this.idleMs = opts.keepAliveTimeout;
+    this.hostHeader = url.host;
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
     const onConnect = (): void => {
@@ -288,7 +289,8 @@ class ActiveExchange implements Exchange {
   headReceived = false;
   #bodySent: boolean;
   #done = false;
-  #onDrain: (() => void) | null = null;
+  /** Detaches the request-body listeners while the body is streaming; null otherwise. */
+  #stopBody: (() => void) | null = null;
 
   constructor(req: UpstreamRequest, handler: UpstreamHandler) {
     this.req = req;
@@ -315,7 +317,7 @@ class ActiveExchange implements Exchange {
   }
 
   connected(): void {
-    if (this.req.body && !this.#done && !this.#bodySent && !this.#onDrain) this.#streamBody(this.conn!.socket, this.req.body);
+    if (this.req.body && !this.#done && !this.#bodySent && !this.#stopBody) this.#streamBody(this.conn!.socket, this.req.body);
   }
 
   #streamBody(socket: net.Socket, body: Readable): void {
@@ -350,9 +352,9 @@ class ActiveExchange implements Exchange {
       body.off('error', onAbort);
       body.off('aborted', onAbort);
       socket.off('drain', onDrain);
-      this.#onDrain = null;
+      this.#stopBody = null;
     };
-    this.#onDrain = cleanup;
+    this.#stopBody = cleanup;
     body.on('data', onData);
     body.on('end', onEnd);
     body.on('error', onAbort);
@@ -374,7 +376,7 @@ class ActiveExchange implements Exchange {
   responseComplete(trailers: string[]): boolean {
     const reusable = this.#bodySent;
     // A response that ends before the request body does: stop sending; the socket is not reused.
-    this.#onDrain?.();
+    this.#stopBody?.();
     if (this.#done) return false;
     this.#done = true;
     this.handler.onEnd(trailers);
@@ -382,7 +384,7 @@ class ActiveExchange implements Exchange {
   }
 
   fail(err: LbError): void {
-    this.#onDrain?.();
+    this.#stopBody?.();
     if (this.#done) return;
     this.#done = true;
     this.handler.onError(err);
@@ -464,7 +466,6 @@ export class UpstreamPool {
 
   #open(): Connection {
     const conn = new Connection(this, this.#url, this.opts);
-    conn.hostHeader = this.#url.host;
     this.#all.add(conn);
     return conn;
   }

@@ -1,5 +1,5 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { randomChunk } from '../util/random.js';
+import { randomBase64url } from '../util/random.js';
 import { HmacSha256 } from '../util/hmac.js';
 
 /**
@@ -53,7 +53,7 @@ export interface CookieLimits {
 
 /** A fresh random session id (12 bytes, base64url). */
 export function newSessionId(): string {
-  return randomChunk(12).toString('base64url');
+  return randomBase64url(12);
 }
 
 export class CookieCodec {
@@ -85,6 +85,17 @@ export class CookieCodec {
 
   /** Backend tokens per key id (one HMAC per backend, not per cookie). */
   readonly #tokens = new Map<string, Map<string, string>>();
+  /** The signing key's tokens as bytes, as encode writes them (bounded like #tokens). */
+  readonly #tokenBuffers = new Map<string, Buffer>();
+
+  #tokenBytes(backendId: string, key: Key): Buffer {
+    let bytes = this.#tokenBuffers.get(backendId);
+    if (bytes === undefined) {
+      bytes = Buffer.from(this.tokenFor(backendId, key.idHex), 'hex');
+      if (this.#tokenBuffers.size < 10_000) this.#tokenBuffers.set(backendId, bytes);
+    }
+    return bytes;
+  }
   /**
    * Cookies whose signature already verified → their claims, so a returning client costs a map
    * lookup instead of an HMAC (expiry is still checked on every request). Bounded, oldest out.
@@ -104,10 +115,10 @@ export class CookieCodec {
     const buf = Buffer.allocUnsafe(TOTAL);
     buf[0] = VERSION;
     key.id.copy(buf, 1);
-    Buffer.from(this.tokenFor(claims.backendId, key.idHex), 'hex').copy(buf, 5);
-    const sid = Buffer.from(claims.sessionId ?? newSessionId(), 'base64url');
-    if (sid.length !== 12) throw new Error('session id must be 12 bytes');
-    sid.copy(buf, 13);
+    this.#tokenBytes(claims.backendId, key).copy(buf, 5);
+    // Decoded straight into place: 16 base64url characters are exactly 12 bytes.
+    const sid = claims.sessionId ?? newSessionId();
+    if (sid.length !== 16 || buf.write(sid, 13, 12, 'base64url') !== 12) throw new Error('session id must be 12 bytes');
     buf.writeUInt32BE(Math.floor(claims.issuedAt / 1000) >>> 0, 25);
     buf.writeUInt32BE(Math.floor(claims.lastSeen / 1000) >>> 0, 29);
     key.mac.digest(buf.subarray(0, BODY)).copy(buf, BODY, 0, MAC);

@@ -8,13 +8,25 @@ import { randomFillSync } from 'node:crypto';
 const POOL = Buffer.allocUnsafe(4096);
 let offset = POOL.length;
 
-export function randomChunk(n: number): Buffer {
-  if (n > POOL.length) return randomFillSync(Buffer.allocUnsafe(n));
+/** Offset of `n` fresh bytes in POOL (refilled when it runs out). */
+function take(n: number): number {
   if (offset + n > POOL.length) {
     randomFillSync(POOL);
     offset = 0;
   }
-  const out = Buffer.from(POOL.subarray(offset, offset + n));
   offset += n;
-  return out;
+  return offset - n;
+}
+
+export function randomChunk(n: number): Buffer {
+  if (n > POOL.length) return randomFillSync(Buffer.allocUnsafe(n));
+  const at = take(n);
+  return Buffer.from(POOL.subarray(at, at + n));
+}
+
+/** `n` random bytes as base64url, encoded straight from the pool (no intermediate Buffer). */
+export function randomBase64url(n: number): string {
+  if (n > POOL.length) return randomChunk(n).toString('base64url');
+  const at = take(n);
+  return POOL.toString('base64url', at, at + n);
 }

@@ -3,11 +3,13 @@
  * load generator (wrk) and the three Node backends (one process) share CPU 1. Targets:
  *   direct · lb workers:1 (cookie affinity) · lb affinity none · lb workers:auto (unpinned, CPUs 0,1)
  *   · haproxy 1 thread (cookie insert) · nginx 1 worker (keepalive upstream) · npm http-proxy
+ *   · the Node floor (bench/proxies/floor.cjs: bytes passed through, llhttp only for framing)
  * Per run: wrk -t1 -c50 --latency on /100 (no cookies: every request a new session), /100 with
  * returning users (a wrk script sends back 1,000 cookies the target issued) and /16k, after a 1 s
  * uncounted warm-up; rounds are interleaved (A B C … A B C …). Reported: medians over rounds of
  * req/s, p50, p99, proxy CPU µs per request (utime+stime from /proc), max RSS, total errors, CPU
- * relative to HAProxy; then lb's RSS over 1,000,000 requests (returning users, then no cookies).
+ * relative to HAProxy, the machine's other load and steal time; then lb's RSS over 1,000,000
+ * requests (returning users, then no cookies).
  *
  *   node --import tsx bench/run.ts [--seconds 8] [--rounds 3] [--memory-requests 1000000]
  */
@@ -301,14 +303,24 @@ ${bports.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
     await waitPort(port, p, log);
     return { name: 'http-proxy', port, pids: () => [p.pid!] };
   });
+
+  await tryStart('node floor', async () => {
+    const port = await freePort();
+    const log = join(dir, 'floor.log');
+    const p = pinned('0', process.execPath, [resolve('bench/proxies/floor.cjs'), String(port), ...bports.map((b) => `http://127.0.0.1:${b}`)], log);
+    await waitPort(port, p, log);
+    return { name: 'node floor', port, pids: () => [p.pid!], note: 'not a proxy: bytes passed through, llhttp only for framing (bench/proxies/floor.cjs)' };
+  });
   return targets;
 }
 
 const skipped: string[] = [];
 const foreign: number[] = [];
+/** Share of one CPU the hypervisor took from this VM (steal time) during each measured run. */
+const steal: number[] = [];
 
 /** Busy ticks of the whole machine (/proc/stat) and of everything this benchmark runs. */
-function ticks(): { machine: number; ours: number } {
+function ticks(): { machine: number; ours: number; steal: number } {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   const machine = f[0] + f[1] + f[2] + f[5] + f[6]; // user nice system irq softirq
   // Ourselves plus reaped children (wrk), then every live child and its descendants.
@@ -323,7 +335,7 @@ function ticks(): { machine: number; ours: number } {
       /* exited */
     }
   }
-  return { machine, ours };
+  return { machine, ours, steal: f[7] };
 }
 
 /**
@@ -385,6 +397,7 @@ async function measure(t: Target, sc: Scenario, seconds: number): Promise<Sample
   const k1 = ticks();
   // Share of one CPU used by processes that are not part of this benchmark during the run.
   foreign.push(Math.max(0, k1.machine - k0.machine - (k1.ours - k0.ours)) / (seconds * 100));
+  steal.push((k1.steal - k0.steal) / (seconds * 100));
   if (!pids.length) return w;
   const dCpu = c1.reduce((a, b) => a + b, 0) - c0.reduce((a, b) => a + b, 0);
   const rss = t.pids().reduce((a, pid) => a + (alive(pid) ? rssKiB(pid) : 0), 0);
@@ -435,7 +448,7 @@ async function main(): Promise<void> {
             const s = await measure(t, sc, seconds);
             (samples.get(`${t.name} ${size}`) ?? samples.set(`${t.name} ${size}`, []).get(`${t.name} ${size}`)!).push(s);
             console.error(
-              `round ${r + 1}/${rounds} ${size} ${t.name}: ${Math.round(s.rps)} req/s, p99 ${fmt(s.p99, 2)} ms, ${fmt(s.cpuPerReq, 1)} µs/req, errors ${s.errors}, other load ${(foreign[foreign.length - 1] * 100).toFixed(0)}% CPU`,
+              `round ${r + 1}/${rounds} ${size} ${t.name}: ${Math.round(s.rps)} req/s, p99 ${fmt(s.p99, 2)} ms, ${fmt(s.cpuPerReq, 1)} µs/req, errors ${s.errors}, other load ${(foreign[foreign.length - 1] * 100).toFixed(0)}% CPU, steal ${(steal[steal.length - 1] * 100).toFixed(0)}%`,
             );
           } catch (e) {
             console.error(`round ${r + 1} ${size} ${t.name}: failed: ${(e as Error).message}`);
@@ -511,7 +524,8 @@ async function main(): Promise<void> {
       out.push(
         '',
         `lb workers:1 (cookie): ${fmt(lb1.cpu, 1)} µs/req = ${fmt(lb1.cpu / ha, 2)}× HAProxy's CPU, ${fmt(hp.cpu / lb1.cpu, 2)}× leaner than http-proxy; ` +
-          `p99 ${fmt(lb1.p99 / stat('haproxy').p99, 2)}× HAProxy's; cookie affinity costs ${fmt((lb1.cpu / none.cpu - 1) * 100, 1)}% over mode none.`,
+          `p99 ${fmt(lb1.p99 / stat('haproxy').p99, 2)}× HAProxy's; cookie affinity costs ${fmt((lb1.cpu / none.cpu - 1) * 100, 1)}% over mode none; ` +
+          `the Node floor costs ${fmt(stat('node floor').cpu, 1)} µs/req (lb, mode none, ${fmt(none.cpu - stat('node floor').cpu, 1)} µs above it).`,
       );
     }
     if (memory.length) {
@@ -528,11 +542,14 @@ async function main(): Promise<void> {
         ),
       );
     }
-    const avgForeign = foreign.reduce((a, b) => a + b, 0) / (foreign.length || 1);
+    const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / (xs.length || 1);
+    const avgForeign = avg(foreign);
     out.push(
       '',
       `Other processes on the machine used on average ${(avgForeign * 100).toFixed(0)}% of one CPU during the measured runs (max ${(Math.max(0, ...foreign) * 100).toFixed(0)}%)` +
         (avgForeign > 0.1 ? ': the machine was not quiet, treat the numbers with care.' : '.'),
+      `The hypervisor took (steal time) on average ${(avg(steal) * 100).toFixed(0)}% of one CPU during the measured runs (max ${(Math.max(0, ...steal) * 100).toFixed(0)}%)` +
+        (avg(steal) > 0.05 ? ': CPU time per request is inflated by a busy host, compare within this run only.' : '.'),
     );
     console.error(`measured in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     console.log(out.join('\n'));

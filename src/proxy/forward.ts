@@ -1,12 +1,12 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ProxyRequest, ProxyResponse } from './server.js';
 import { classifyUpstreamError, LbError } from '../util/errors.js';
 import { responseHeaders, toRecord } from './headers.js';
 import type { Exchange, UpstreamPool } from './upstream.js';
 
 export interface ForwardOptions {
   upstream: UpstreamPool;
-  req: IncomingMessage;
-  res: ServerResponse;
+  req: ProxyRequest;
+  res: ProxyResponse;
   path: string;
   headers: string[];
   /** Stream the client's body (false for body-less requests, which are then retryable). */
@@ -50,10 +50,10 @@ export function forward(o: ForwardOptions): Promise<ForwardOutcome> {
 
     exchange = o.upstream.request(
       {
-        method: o.req.method ?? 'GET',
+        method: o.req.method,
         path: o.path,
         headers: o.headers,
-        body: o.hasBody ? o.req : null,
+        body: o.hasBody ? o.req.body : null,
         chunked: o.hasBody && o.chunked,
         headersTimeout: o.timeout,
         bodyTimeout: o.timeout,

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ProxyRequest, ProxyResponse } from './server.js';
 import type { BlockList } from 'node:net';
 import type { ListenerConfig, RetryConfig, TimeoutsConfig } from '../config/types.js';
 import type { Balancer, PoolRuntime } from '../balancer/balancer.js';
@@ -45,11 +45,6 @@ export interface ProxyDeps {
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-/** Body-less by framing: no Content-Length (or 0) and no Transfer-Encoding. */
-export function hasBody(req: IncomingMessage): boolean {
-  const cl = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
-}
 
 export function repinnedValue(d: Decision): string | undefined {
   return d.result === 'repin' ? `${d.repinnedFrom}; reason=${d.repinReason}` : undefined;
@@ -70,7 +65,7 @@ export interface Resolved {
  * Route, read affinity, place: everything before I/O, shared by HTTP requests and WebSocket
  * upgrades so both follow the same routes and affinity. Throws LbError (503) when nothing fits.
  */
-export function resolveRequest(listener: ListenerConfig, deps: ProxyDeps, req: IncomingMessage, reqId: string): Resolved {
+export function resolveRequest(listener: ListenerConfig, deps: ProxyDeps, req: ProxyRequest, reqId: string): Resolved {
   const method = req.method ?? 'GET';
   const path = req.url ?? '/';
   const poolName = deps.route({ method, path, headers: req.headers, listener: listener.name });
@@ -99,7 +94,7 @@ export function resolveRequest(listener: ListenerConfig, deps: ProxyDeps, req: I
 /** The HTTP request path: route → affinity+policy → header transforms → forward (the only I/O). */
 export function createHttpHandler(listener: ListenerConfig, deps: ProxyDeps) {
   const proto = listener.protocol;
-  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  return async function handle(req: ProxyRequest, res: ProxyResponse): Promise<void> {
     const started = deps.now();
     const reqId = requestIdOf(req.headers['x-request-id']);
     const method = req.method ?? 'GET';
@@ -127,8 +122,8 @@ export function createHttpHandler(listener: ListenerConfig, deps: ProxyDeps) {
 }
 
 interface Attempt {
-  req: IncomingMessage;
-  res: ServerResponse;
+  req: ProxyRequest;
+  res: ProxyResponse;
   pool: PoolRuntime;
   decision: Decision;
   ctx: HeaderContext;
@@ -140,7 +135,7 @@ interface Attempt {
 async function proxyWithRetries(a: Attempt): Promise<void> {
   const { req, res, pool, deps, rec } = a;
   let decision = a.decision;
-  const body = hasBody(req);
+  const body = req.body !== null;
   const chunked = req.headers['transfer-encoding'] !== undefined;
   const retryable = IDEMPOTENT.has(rec.method) && !body;
   const deadline = deps.now() + deps.retries.budget;

@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import type { ProxyResponse } from './server.js';
 import type { LbError } from '../util/errors.js';
 
 const TEXT: Record<number, string> = {
@@ -11,7 +11,7 @@ const TEXT: Record<number, string> = {
 };
 
 /** A short plain-text error answer; if the response already started, abort the connection instead. */
-export function sendError(res: ServerResponse, err: LbError, reqId: string): void {
+export function sendError(res: ProxyResponse, err: LbError, reqId: string): void {
   if (res.headersSent) {
     res.destroy(err);
     return;

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { ProxyRequest } from './server.js';
 import { LbError } from '../util/errors.js';
 
 /** HAProxy's default tune.http.maxhdr is 101; browsers send about 20. */
@@ -13,7 +13,7 @@ export const MAX_HEADER_FIELDS = 100;
  *   replaces Host, as an origin server must treat it; any other non-origin form → 400.
  * Mutates `req.url` and `req.rawHeaders` so the rest of the path sees one normalized request.
  */
-export function sanitizeRequest(req: IncomingMessage): void {
+export function sanitizeRequest(req: ProxyRequest): void {
   const raw = req.rawHeaders;
   if (raw.length / 2 > MAX_HEADER_FIELDS) throw new LbError('LB_HEADERS_TOO_LARGE', `more than ${MAX_HEADER_FIELDS} header fields`);
   let hostAt = -1;

@@ -1,8 +1,8 @@
-import { createRequire } from 'node:module';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Readable } from 'node:stream';
 import { classifyUpstreamError, LbError } from '../util/errors.js';
+import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpParser } from './llhttp.js';
 
 /**
  * The proxy's HTTP/1.1 client to one backend: keep-alive sockets parsed by Node's own llhttp
@@ -17,25 +17,6 @@ import { classifyUpstreamError, LbError } from '../util/errors.js';
  * socket and one parser, the exchange is one request with exactly one completion path; every
  * failure is an LbError with a stable code, and removal is close (finish in-flight, then end).
  */
-
-interface LlhttpParser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(data: Buffer): number | Error;
-  finish(): number | Error | undefined;
-  close(): void;
-  [key: number]: unknown;
-}
-interface LlhttpParserClass {
-  new (): LlhttpParser;
-  RESPONSE: number;
-  kOnHeaders: number;
-  kOnHeadersComplete: number;
-  kOnBody: number;
-  kOnMessageComplete: number;
-}
-// `_http_common` is the public legacy module node:http itself uses for its parser.
-const { HTTPParser } = createRequire(import.meta.url)('node:_http_common') as { HTTPParser: LlhttpParserClass };
-const { kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete } = HTTPParser;
 
 /** What the proxy sends. `headers` is a flat [name, value, …] list, hop-by-hop fields removed. */
 export interface UpstreamRequest {

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
+import type { ProxyRequest } from '../proxy/server.js';
 import type { ListenerConfig } from '../config/types.js';
 import { LbError, classifyUpstreamError } from '../util/errors.js';
 import { requestHeaders, requestIdOf } from '../proxy/headers.js';
@@ -42,7 +43,7 @@ function head(status: number, message: string, raw: string[], extra: string[] = 
  * response and no tunnel is kept (no upgrade smuggling).
  */
 export function createUpgradeHandler(listener: ListenerConfig, deps: UpgradeDeps) {
-  return function onUpgrade(req: http.IncomingMessage, socket: Duplex, clientHead: Buffer): void {
+  return function onUpgrade(req: ProxyRequest, socket: Duplex, clientHead: Buffer): void {
     const started = deps.now();
     const reqId = requestIdOf(req.headers['x-request-id']);
     const rec: AccessRecord = { method: req.method ?? 'GET', path: req.url ?? '/', status: 0, ms: 0, bytes: 0, reqId, retries: 0, websocket: true };

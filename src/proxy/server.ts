@@ -1,0 +1,668 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import { Readable } from 'node:stream';
+import {
+  HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageBegin, kOnMessageComplete, methods,
+  type LlhttpParser, type ParseError,
+} from './llhttp.js';
+
+/**
+ * lb's HTTP/1.1 server side: client connections parsed by Node's llhttp binding directly, the
+ * same parser and strict rules as node:http (never lenient), without an IncomingMessage and a
+ * ServerResponse (two streams and their event machinery) per request. The proxy needs less of
+ * them: a request head, a body stream only when there is a body, and a response writer that frames
+ * what the backend sent. Measured by A/B (bench/RESULTS.md): lb with mode none went from ~63 to
+ * ~52 µs of CPU per proxied request when this replaced node:http's server.
+ *
+ * What it keeps from node:http, because clients and tests rely on it: keep-alive with an idle
+ * timeout; the request-headers deadline (408, slowloris); header size limit (431 via
+ * onClientError); pipelined requests answered in order; Expect: 100-continue; HTTP/1.0 clients
+ * (close-delimited bodies, keep-alive only when asked); a client's FIN abandons what it asked
+ * for (499); chunked framing when the length is unknown; trailers; 103 Early Hints; a Date header;
+ * graceful close (idle connections first). Upgrades are handed over with the bytes after the head.
+ */
+
+export interface ServerOptions {
+  /** ms from a request's first byte (or the connection's start) to its complete head → 408. */
+  headersTimeout: number;
+  /** ms an idle keep-alive connection is kept open. */
+  keepAliveTimeout: number;
+  /** Largest request head in bytes (0: Node's default, 16 KiB) → 431. */
+  maxHeaderSize?: number;
+  /** TLS: serve HTTPS with these options (a shared certificate). */
+  tls?: tls.TlsOptions;
+}
+
+export interface ServerHandlers {
+  onRequest(req: ProxyRequest, res: ProxyResponse): void;
+  /** An Upgrade request; the socket and the bytes after its head are the handler's from here. */
+  onUpgrade?(req: ProxyRequest, socket: net.Socket, head: Buffer): void;
+  /** A request that cannot be parsed, or a head that came too slowly: answer and end the socket. */
+  onClientError(err: ParseError, socket: net.Socket): void;
+}
+
+/** Headers whose duplicates node:http drops (first wins) instead of joining. */
+const SINGLE = new Set([
+  'age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from', 'host',
+  'if-modified-since', 'if-unmodified-since', 'last-modified', 'location', 'max-forwards',
+  'proxy-authorization', 'referer', 'retry-after', 'server', 'user-agent',
+]);
+
+/** The headers object node:http would build (joinDuplicateHeaders off): lowercase names. */
+function headersObject(raw: readonly string[]): IncomingHttpHeaders {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    const value = raw[i + 1];
+    const prev = out[name];
+    if (prev === undefined) out[name] = name === 'set-cookie' ? [value] : value;
+    else if (name === 'set-cookie') (prev as string[]).push(value);
+    else if (name === 'cookie') out[name] = `${prev}; ${value}`;
+    else if (!SINGLE.has(name)) out[name] = `${prev}, ${value}`;
+  }
+  return out as IncomingHttpHeaders;
+}
+
+/** A request's body, fed by the parser; reading it resumes the client socket (backpressure). */
+class BodyStream extends Readable {
+  readonly #socket: net.Socket;
+
+  constructor(socket: net.Socket) {
+    super({ highWaterMark: 64 * 1024 });
+    this.#socket = socket;
+  }
+
+  override _read(): void {
+    if (this.#socket.isPaused() && !this.#socket.destroyed) this.#socket.resume();
+  }
+}
+
+/** One request head (and its body stream, when it has a body). */
+export class ProxyRequest {
+  method: string;
+  /** The request target; sanitizeRequest may rewrite it to origin form. */
+  url: string;
+  /** [name, value, …] as received; sanitizeRequest may edit it. */
+  rawHeaders: string[];
+  readonly httpVersionMajor: number;
+  readonly httpVersionMinor: number;
+  readonly socket: net.Socket;
+  /** The client's body; null when the request has none (no Content-Length > 0, no Transfer-Encoding). */
+  readonly body: BodyStream | null;
+  /** The whole request (head and body) has been received. */
+  complete: boolean;
+  /** The client allows the connection to stay open after this exchange (llhttp's verdict). */
+  readonly keepAlive: boolean;
+  #headers: IncomingHttpHeaders | undefined;
+
+  constructor(method: string, url: string, raw: string[], major: number, minor: number, keepAlive: boolean, socket: net.Socket) {
+    this.method = method;
+    this.url = url;
+    this.rawHeaders = raw;
+    this.httpVersionMajor = major;
+    this.httpVersionMinor = minor;
+    this.keepAlive = keepAlive;
+    this.socket = socket;
+    let framed = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i];
+      if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') framed = true;
+      else if (n.length === 14 && n.toLowerCase() === 'content-length' && raw[i + 1] !== '0') framed = true;
+    }
+    this.body = framed ? new BodyStream(socket) : null;
+    this.complete = !framed;
+  }
+
+  /** Lowercase names, duplicates joined as node:http joins them; built on first use. */
+  get headers(): IncomingHttpHeaders {
+    return (this.#headers ??= headersObject(this.rawHeaders));
+  }
+
+  get httpVersion(): string {
+    return `${this.httpVersionMajor}.${this.httpVersionMinor}`;
+  }
+
+  /** Has any of the body been read (then the request cannot be replayed elsewhere)? */
+  get readableDidRead(): boolean {
+    return this.body?.readableDidRead ?? false;
+  }
+}
+
+const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
+const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+const CRLF = '\r\n';
+
+function checkField(name: string, value: string): void {
+  if (!TOKEN.test(name)) throw new TypeError(`invalid header name ${JSON.stringify(name)}`);
+  if (INVALID_VALUE.test(value)) throw new TypeError(`invalid value for header ${JSON.stringify(name)}`);
+}
+
+let dateSecond = -1;
+let dateText = '';
+/** IMF-fixdate for the Date header, formatted once a second. */
+function httpDate(): string {
+  const now = Date.now();
+  const s = Math.floor(now / 1000);
+  if (s !== dateSecond) {
+    dateSecond = s;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
+export type HeaderInput = readonly string[] | Record<string, string | number | readonly string[] | undefined>;
+
+function flatten(h: HeaderInput): string[] {
+  if (Array.isArray(h)) return h as string[];
+  const out: string[] = [];
+  for (const [name, v] of Object.entries(h)) {
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) out.push(name, String(x));
+    else out.push(name, String(v));
+  }
+  return out;
+}
+
+type Listener = () => void;
+
+/**
+ * The answer to one request, written straight to the client socket. The subset of
+ * ServerResponse's surface lb uses: writeHead, write (false = wait for 'drain'), end,
+ * addTrailers, writeEarlyHints, destroy, and the 'close' event (finished or aborted).
+ */
+export class ProxyResponse {
+  statusCode = 200;
+  headersSent = false;
+  writableFinished = false;
+  destroyed = false;
+  readonly socket: net.Socket;
+  readonly #conn: ClientConnection;
+  readonly #req: ProxyRequest;
+  #head: string | null = null;
+  #chunked = false;
+  #bodyless = false;
+  /** The connection closes after this response. */
+  closeAfter = false;
+  #trailers: string[] | null = null;
+  #onClose: Listener[] | null = null;
+
+  constructor(conn: ClientConnection, req: ProxyRequest) {
+    this.#conn = conn;
+    this.#req = req;
+    this.socket = conn.socket;
+  }
+
+  on(event: 'close' | 'drain', fn: Listener): this {
+    if (event === 'drain') this.socket.on('drain', fn);
+    else (this.#onClose ??= []).push(fn);
+    return this;
+  }
+
+  once(event: 'close' | 'drain', fn: Listener): this {
+    if (event === 'drain') this.socket.once('drain', fn);
+    else (this.#onClose ??= []).push(fn);
+    return this;
+  }
+
+  off(event: 'close' | 'drain', fn: Listener): this {
+    if (event === 'drain') this.socket.off('drain', fn);
+    else if (this.#onClose) {
+      const i = this.#onClose.indexOf(fn);
+      if (i !== -1) this.#onClose.splice(i, 1);
+    }
+    return this;
+  }
+
+  /** Throws (TypeError) on a header name or value that must not be sent; nothing is written then. */
+  writeHead(status: number, headers: HeaderInput = []): this {
+    if (this.headersSent) throw new Error('response head already sent');
+    const h = flatten(headers);
+    const req = this.#req;
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`;
+    let length = false;
+    let chunked = false;
+    let date = false;
+    let close = false;
+    for (let i = 0; i < h.length; i += 2) {
+      const name = h[i];
+      const value = h[i + 1];
+      checkField(name, value);
+      switch (name.length) {
+        case 4:
+          if (name.toLowerCase() === 'date') date = true;
+          break;
+        case 10:
+          // lb decides the connection's fate below; a `close` asked for here is honoured.
+          if (name.toLowerCase() === 'connection') {
+            if (value.toLowerCase().includes('close')) close = true;
+            continue;
+          }
+          if (name.toLowerCase() === 'keep-alive') continue;
+          break;
+        case 14:
+          if (name.toLowerCase() === 'content-length') length = true;
+          break;
+        case 17:
+          if (name.toLowerCase() === 'transfer-encoding') chunked = true;
+          break;
+      }
+      head += `${name}: ${value}${CRLF}`;
+    }
+    this.#bodyless = req.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
+    const http11 = req.httpVersionMajor === 1 && req.httpVersionMinor >= 1;
+    if (!this.#bodyless && !length && !chunked) {
+      // Unknown length: chunked to HTTP/1.1 clients, delimited by closing for HTTP/1.0 ones.
+      if (http11) {
+        head += `transfer-encoding: chunked${CRLF}`;
+        chunked = true;
+      } else close = true;
+    }
+    this.#chunked = chunked && !this.#bodyless;
+    // A request whose body was not all read cannot be followed by another on this connection.
+    if (close || !req.keepAlive || !req.complete || this.#conn.closing) {
+      this.closeAfter = true;
+      head += `connection: close${CRLF}`;
+    } else {
+      if (!http11) head += `connection: keep-alive${CRLF}`;
+      head += `keep-alive: timeout=${Math.floor(this.#conn.keepAliveTimeout / 1000)}${CRLF}`;
+    }
+    if (!date) head += `date: ${httpDate()}${CRLF}`;
+    this.statusCode = status;
+    this.#head = head + CRLF;
+    this.headersSent = true;
+    return this;
+  }
+
+  /** 103 Early Hints ahead of the response (HTTP/1.1 clients only). */
+  writeEarlyHints(hints: Record<string, string | readonly string[]>): void {
+    if (this.headersSent || this.destroyed || this.#req.httpVersionMinor < 1) return;
+    const h = flatten(hints);
+    let head = `HTTP/1.1 103 Early Hints${CRLF}`;
+    for (let i = 0; i < h.length; i += 2) {
+      checkField(h[i], h[i + 1]);
+      head += `${h[i]}: ${h[i + 1]}${CRLF}`;
+    }
+    this.socket.write(head + CRLF, 'latin1');
+  }
+
+  /** Sent after a chunked body (dropped otherwise, as node:http does). */
+  addTrailers(trailers: Record<string, string | readonly string[]>): void {
+    const t = flatten(trailers);
+    for (let i = 0; i < t.length; i += 2) checkField(t[i], t[i + 1]);
+    this.#trailers = t;
+  }
+
+  write(chunk: Buffer): boolean {
+    if (this.destroyed || this.writableFinished) return false;
+    if (!this.headersSent) this.writeHead(this.statusCode);
+    const socket = this.socket;
+    if (this.#bodyless || chunk.length === 0) {
+      if (this.#head !== null) this.#flushHead();
+      return !socket.writableNeedDrain;
+    }
+    socket.cork();
+    if (this.#head !== null) this.#flushHead();
+    let ok: boolean;
+    if (this.#chunked) {
+      socket.write(`${chunk.length.toString(16)}${CRLF}`, 'latin1');
+      socket.write(chunk);
+      ok = socket.write(CRLF, 'latin1');
+    } else ok = socket.write(chunk);
+    socket.uncork();
+    return ok;
+  }
+
+  end(chunk?: Buffer | string): void {
+    if (this.destroyed || this.writableFinished) return;
+    if (!this.headersSent) this.writeHead(this.statusCode);
+    const socket = this.socket;
+    socket.cork();
+    if (chunk !== undefined && chunk.length) this.write(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+    if (this.#head !== null) this.#flushHead();
+    if (this.#chunked) {
+      let tail = `0${CRLF}`;
+      const t = this.#trailers;
+      if (t) for (let i = 0; i < t.length; i += 2) tail += `${t[i]}: ${t[i + 1]}${CRLF}`;
+      socket.write(tail + CRLF, 'latin1');
+    }
+    socket.uncork();
+    this.writableFinished = true;
+    this.#conn.finished(this);
+    this.#emitClose();
+  }
+
+  /** Abort: the client connection is destroyed (a truncated body is never presented as complete). */
+  destroy(_err?: Error): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.socket.destroy();
+    this.#emitClose();
+  }
+
+  /** The client went away before this response finished. */
+  aborted(): void {
+    if (this.destroyed || this.writableFinished) return;
+    this.destroyed = true;
+    this.#emitClose();
+  }
+
+  #flushHead(): void {
+    this.socket.write(this.#head!, 'latin1');
+    this.#head = null;
+  }
+
+  #emitClose(): void {
+    const fns = this.#onClose;
+    if (!fns) return;
+    this.#onClose = null;
+    for (const fn of fns) fn();
+  }
+}
+
+const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
+
+/** Pipelined requests parsed ahead of their turn; past this, the client socket stops being read. */
+const MAX_QUEUED = 16;
+
+class ClientConnection {
+  readonly socket: net.Socket;
+  readonly #server: HttpServer;
+  readonly #parser: LlhttpParser;
+  #headerParts: string[] = [];
+  #urlPart = '';
+  /** The request whose bytes the parser is reading. */
+  #parsing: ProxyRequest | null = null;
+  /** Heads parsed while an earlier request was still being answered, in order. */
+  readonly #queue: ProxyRequest[] = [];
+  #active: ProxyResponse | null = null;
+  #upgrade: ProxyRequest | null = null;
+  /** When the head being received began (ms), 0 when no head is pending. */
+  headersStartedAt: number;
+  /** When the connection last became idle (ms), 0 while busy. */
+  idleSince = 0;
+  /** No more requests are read (a parse error, or the connection is being closed). */
+  #done = false;
+  /** A request head has begun and is not complete yet. */
+  #midHead = false;
+
+  constructor(server: HttpServer, socket: net.Socket) {
+    this.#server = server;
+    this.socket = socket;
+    this.headersStartedAt = Date.now();
+    socket.setNoDelay(true);
+    const p = (this.#parser = new HTTPParser());
+    p.initialize(HTTPParser.REQUEST, {}, server.options.maxHeaderSize ?? 0, 0);
+    p[kOnMessageBegin] = () => {
+      if (this.headersStartedAt === 0) this.headersStartedAt = Date.now();
+      this.idleSince = 0;
+      this.#midHead = true;
+    };
+    p[kOnHeaders] = (headers: string[], url: string) => {
+      for (const h of headers) this.#headerParts.push(h);
+      this.#urlPart += url;
+    };
+    p[kOnHeadersComplete] = this.#onHead;
+    p[kOnBody] = (chunk: Buffer) => {
+      const body = this.#parsing?.body;
+      if (body && !body.destroyed && !body.push(chunk)) socket.pause();
+    };
+    p[kOnMessageComplete] = this.#onMessageComplete;
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('error', this.#onError);
+    socket.on('close', this.#onClose);
+  }
+
+  get closing(): boolean {
+    return this.#server.closing;
+  }
+
+  get keepAliveTimeout(): number {
+    return this.#server.options.keepAliveTimeout;
+  }
+
+  /** Nothing in flight or waiting: safe to close. */
+  get idle(): boolean {
+    return this.#active === null && this.#queue.length === 0 && this.#parsing === null && !this.#midHead;
+  }
+
+  /** Answering a request (the head deadline does not run meanwhile). */
+  get busy(): boolean {
+    return this.#active !== null;
+  }
+
+  #onHead = (
+    major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined,
+    _status: unknown, _message: unknown, upgrade: boolean, keepAlive: boolean,
+  ): number => {
+    if (headers === undefined) {
+      headers = this.#headerParts;
+      this.#headerParts = [];
+    }
+    if (url === undefined || this.#urlPart) {
+      url = this.#urlPart + (url ?? '');
+      this.#urlPart = '';
+    }
+    this.headersStartedAt = 0;
+    this.#midHead = false;
+    const req = new ProxyRequest(methods[method] ?? 'GET', url, headers, major, minor, keepAlive, this.socket);
+    if (upgrade && this.#server.handlers.onUpgrade) {
+      // Handed over once execute() returns, with the bytes after the head. Only a connection
+      // with nothing else in flight can change protocols; otherwise it is refused below.
+      this.#upgrade = req;
+      return 2;
+    }
+    this.#parsing = req;
+    if (this.#active) {
+      this.#queue.push(req);
+      if (this.#queue.length >= MAX_QUEUED) this.socket.pause();
+    } else this.#dispatch(req);
+    return 0;
+  };
+
+  #onMessageComplete = (): void => {
+    const req = this.#parsing;
+    this.#parsing = null;
+    if (!req) return;
+    req.complete = true;
+    req.body?.push(null);
+    if (this.idle) this.idleSince = Date.now();
+  };
+
+  #dispatch(req: ProxyRequest): void {
+    const res = new ProxyResponse(this, req);
+    this.#active = res;
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host MUST get 400 (node:http does the same).
+    if (req.httpVersionMinor >= 1 && req.headers.host === undefined) {
+      res.writeHead(400, { 'content-length': 0, connection: 'close' });
+      return res.end();
+    }
+    // Expect (RFC 9110 §10.1.1), as node:http answers it: 100 Continue, or 417 for anything else.
+    const expect = req.httpVersionMajor === 1 && req.httpVersionMinor === 1 ? req.headers.expect : undefined;
+    if (expect !== undefined) {
+      if (!CONTINUE.test(expect)) {
+        res.writeHead(417, { 'content-length': 0 });
+        return res.end();
+      }
+      this.socket.write(`HTTP/1.1 100 Continue${CRLF}${CRLF}`, 'latin1');
+    }
+    this.#server.handlers.onRequest(req, res);
+  }
+
+  /** The active response ended: close, or answer the next pipelined request, or go idle. */
+  finished(res: ProxyResponse): void {
+    if (this.#active !== res) return;
+    this.#active = null;
+    if (res.closeAfter) {
+      this.#queue.length = 0;
+      return this.close();
+    }
+    const next = this.#queue.shift();
+    if (next) {
+      if (this.socket.isPaused() && this.#queue.length < MAX_QUEUED) this.socket.resume();
+      return this.#dispatch(next);
+    }
+    // Nothing more is taken while closing.
+    if (this.#server.closing && this.idle) return this.close();
+    if (this.idle) this.idleSince = Date.now();
+  }
+
+  #onData = (chunk: Buffer): void => {
+    if (this.#done) return;
+    const r = this.#parser.execute(chunk);
+    if (r instanceof Error) return this.#parseError(r as ParseError);
+    const up = this.#upgrade;
+    if (up) {
+      this.#upgrade = null;
+      if (!this.idle) return void this.socket.destroy(); // an upgrade behind other requests: refuse
+      this.#detach();
+      this.#server.handlers.onUpgrade!(up, this.socket, chunk.subarray(r));
+    }
+  };
+
+  #parseError(err: ParseError): void {
+    this.#done = true;
+    // Bytes after a request that closes the connection (HTTP/1.0, Connection: close): ignored.
+    if (err.code === 'HPE_CLOSED_CONNECTION') return;
+    this.#abortBodies(err);
+    const res = this.#active;
+    if (res) {
+      // A request whose body turned out malformed: whatever was started for it is abandoned
+      // (its exchange is aborted on 'close'); once an answer has begun, only closing is left.
+      if (res.headersSent) return void this.socket.destroy();
+      this.#active = null;
+      res.aborted();
+    }
+    this.#server.handlers.onClientError(err, this.socket);
+  }
+
+  /** Called by the server's timer: a head that took longer than headersTimeout. */
+  headersTimedOut(): void {
+    if (this.#done) return;
+    const err: ParseError = new Error('request headers took too long');
+    err.code = 'ERR_HTTP_REQUEST_TIMEOUT';
+    this.#parseError(err);
+  }
+
+  /**
+   * The client sent FIN. As node:http (httpAllowHalfOpen off) and HAProxy's `abortonclose`: a
+   * client that closed is gone, what it asked for is abandoned (logged 499), not answered into
+   * a closed socket.
+   */
+  #onEnd = (): void => {
+    this.#abandon('client closed the connection');
+    this.close();
+  };
+
+  #onError = (): void => {
+    this.socket.destroy();
+  };
+
+  #onClose = (): void => {
+    this.#abandon('aborted');
+    this.#server.forget(this);
+    const parser = this.#parser;
+    setImmediate(() => parser.close());
+  };
+
+  /** The client is gone: nothing more is read, nothing in flight or waiting is answered. */
+  #abandon(why: string): void {
+    this.#done = true;
+    this.#abortBodies(new Error(why));
+    const res = this.#active;
+    this.#active = null;
+    this.#queue.length = 0;
+    res?.aborted();
+  }
+
+  /** Request bodies still being received will never complete. */
+  #abortBodies(err: Error): void {
+    for (const req of [this.#parsing, ...this.#queue]) {
+      const body = req?.body;
+      if (!body || req!.complete || body.destroyed) continue;
+      body.emit('aborted');
+      body.destroy(body.listenerCount('error') > 0 ? err : undefined);
+    }
+  }
+
+  /** Stop managing the socket (it was upgraded to another protocol). */
+  #detach(): void {
+    this.#done = true;
+    this.socket.off('data', this.#onData);
+    this.socket.off('end', this.#onEnd);
+    this.socket.off('error', this.#onError);
+    this.socket.off('close', this.#onClose);
+    this.#server.forget(this);
+    const parser = this.#parser;
+    setImmediate(() => parser.close());
+  }
+
+  /** End the connection once what was written has gone out. */
+  close(): void {
+    this.#done = true;
+    if (!this.socket.writableEnded) this.socket.end();
+    // A client that never answers our FIN is not waited for past the keep-alive time.
+    this.idleSince = this.idleSince || Date.now();
+  }
+}
+
+/** net.Server / tls.Server with lb's HTTP/1.1 connection handling. */
+export class HttpServer {
+  readonly server: net.Server;
+  readonly options: ServerOptions;
+  readonly handlers: ServerHandlers;
+  readonly #connections = new Set<ClientConnection>();
+  readonly #timer: NodeJS.Timeout;
+  closing = false;
+
+  constructor(options: ServerOptions, handlers: ServerHandlers) {
+    this.options = options;
+    this.handlers = handlers;
+    const accept = (socket: net.Socket): void => {
+      this.#connections.add(new ClientConnection(this, socket));
+    };
+    // allowHalfOpen: the connection decides what a client's FIN means (#onEnd), not net.
+    this.server = options.tls
+      ? tls.createServer({ ...options.tls, allowHalfOpen: true }, accept)
+      : net.createServer({ allowHalfOpen: true, noDelay: true }, accept);
+    // One timer for every connection's head deadline and idle time (node:http's way too).
+    const every = Math.max(250, Math.min(1000, Math.floor(Math.min(options.headersTimeout, options.keepAliveTimeout) / 4)));
+    this.#timer = setInterval(this.#check, every);
+    this.#timer.unref();
+    this.server.on('close', () => clearInterval(this.#timer));
+  }
+
+  #check = (): void => {
+    const now = Date.now();
+    const { headersTimeout, keepAliveTimeout } = this.options;
+    for (const c of this.#connections) {
+      if (c.idleSince !== 0 && now - c.idleSince >= keepAliveTimeout) c.socket.destroy();
+      else if (c.headersStartedAt !== 0 && !c.busy && now - c.headersStartedAt >= headersTimeout) c.headersTimedOut();
+    }
+  };
+
+  forget(c: ClientConnection): void {
+    this.#connections.delete(c);
+  }
+
+  /** Connections still open (for graceful close). */
+  get connections(): number {
+    return this.#connections.size;
+  }
+
+  /** Stop accepting; `done` runs once every connection has closed. Idle ones are closed now. */
+  close(done: () => void): void {
+    this.closing = true;
+    this.server.close(() => done());
+    this.closeIdleConnections();
+  }
+
+  closeIdleConnections(): void {
+    for (const c of this.#connections) if (c.idle) c.close();
+  }
+
+  closeAllConnections(): void {
+    for (const c of this.#connections) c.socket.destroy();
+  }
+}

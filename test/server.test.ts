@@ -1,0 +1,175 @@
+import net, { type AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HttpServer, type ProxyRequest, type ProxyResponse, type ServerHandlers } from '../src/proxy/server.js';
+import { exchange, statuses } from './helpers/raw.js';
+
+/**
+ * lb's HTTP/1.1 server side (src/proxy/server.ts) on a real port, spoken to in raw bytes: the
+ * parts of node:http's behaviour it replaces that the proxy tests do not reach on their own.
+ */
+
+const cleanup: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+type Handler = (req: ProxyRequest, res: ProxyResponse) => void;
+
+async function serve(onRequest: Handler, extra: Partial<ServerHandlers> = {}, opts = { headersTimeout: 2000, keepAliveTimeout: 5000 }): Promise<{ port: number; server: HttpServer }> {
+  const server = new HttpServer(opts, {
+    onRequest,
+    onClientError: (_err, socket) => socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n'),
+    ...extra,
+  });
+  await new Promise<void>((r) => server.server.listen(0, '127.0.0.1', r));
+  cleanup.push(() => new Promise<void>((r) => {
+    server.closeAllConnections();
+    server.server.close(() => r());
+  }));
+  return { port: (server.server.address() as AddressInfo).port, server };
+}
+
+const ok = (body = 'ok'): Handler => (_req, res) => {
+  res.writeHead(200, ['content-length', String(body.length)]);
+  res.end(Buffer.from(body));
+};
+
+describe('lb HTTP server', () => {
+  it('answers pipelined requests in order even when later ones are ready first', async () => {
+    const delays: Record<string, number> = { '/a': 150, '/b': 50, '/c': 0 };
+    const { port } = await serve((req, res) => {
+      setTimeout(() => {
+        res.writeHead(200, ['content-length', '2']);
+        res.end(Buffer.from(req.url.slice(1).repeat(2)));
+      }, delays[req.url]);
+    });
+    const r = await exchange(port, 'GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(statuses(r.text)).toEqual([200, 200, 200]);
+    expect([...r.text.matchAll(/\r\n\r\n(\w\w)/g)].map((m) => m[1])).toEqual(['aa', 'bb', 'cc']);
+    expect(r.closed).toBe(true);
+  });
+
+  it('Expect: 100-continue gets 100 Continue before the answer; another expectation gets 417', async () => {
+    const { port } = await serve((req, res) => {
+      let body = '';
+      req.body!.on('data', (c: Buffer) => (body += c));
+      req.body!.on('end', () => {
+        res.writeHead(200, ['content-length', String(body.length)]);
+        res.end(Buffer.from(body));
+      });
+    });
+    const r = await exchange(port, 'POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello');
+    expect(statuses(r.text)).toEqual([100, 200]);
+    expect(r.text.endsWith('hello')).toBe(true);
+    const refused = await exchange(port, 'POST / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\nContent-Length: 5\r\n\r\nhello', 500);
+    expect(statuses(refused.text)).toEqual([417]);
+  });
+
+  it('frames a body of unknown length: chunked with trailers for HTTP/1.1, closed after it for HTTP/1.0', async () => {
+    const { port } = await serve((_req, res) => {
+      res.writeHead(200, ['content-type', 'text/plain']);
+      res.write(Buffer.from('hello '));
+      res.addTrailers({ 'x-checksum': 'abc' });
+      res.end(Buffer.from('world'));
+    });
+    const v11 = await exchange(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(v11.text).toMatch(/transfer-encoding: chunked\r\n/);
+    expect(v11.text.split('\r\n\r\n').slice(1).join('\r\n\r\n')).toBe('6\r\nhello \r\n5\r\nworld\r\n0\r\nx-checksum: abc\r\n\r\n');
+    const v10 = await exchange(port, 'GET / HTTP/1.0\r\n\r\n');
+    expect(v10.text).not.toMatch(/transfer-encoding/i);
+    expect(v10.text).toMatch(/connection: close\r\n/);
+    expect(v10.text.endsWith('\r\n\r\nhello world')).toBe(true);
+    expect(v10.closed).toBe(true);
+  });
+
+  it('adds Date and keep-alive, keeps HTTP/1.0 keep-alive only when asked, and sends no body for HEAD', async () => {
+    const { port } = await serve(ok('four'));
+    const head = await exchange(port, 'HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n', 500);
+    const [first, second] = head.text.split(/(?=HTTP\/1\.1 )/);
+    expect(first).toMatch(/^HTTP\/1\.1 200 OK\r\ncontent-length: 4\r\nkeep-alive: timeout=5\r\ndate: \w{3}, \d\d \w{3} \d{4} [\d:]{8} GMT\r\n\r\n$/);
+    expect(second).toMatch(/connection: keep-alive\r\n/);
+    expect(second.endsWith('\r\n\r\nfour')).toBe(true);
+    expect(head.closed).toBe(false);
+  });
+
+  it('refuses a header it must not send, writing nothing', async () => {
+    let thrown: unknown;
+    const { port } = await serve((_req, res) => {
+      try {
+        res.writeHead(200, ['x-bad', 'a\r\nset-cookie: evil=1']);
+      } catch (err) {
+        thrown = err;
+      }
+      res.writeHead(502, ['content-length', '0']);
+      res.end();
+    });
+    const r = await exchange(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(thrown).toBeInstanceOf(TypeError);
+    expect(statuses(r.text)).toEqual([502]);
+    expect(r.text).not.toMatch(/evil/);
+  });
+
+  it('closes keep-alive connections idle past keepAliveTimeout; a head that never completes gets 408 at headersTimeout', async () => {
+    const { port } = await serve(ok(), {
+      onClientError: (err, socket) => socket.end(`HTTP/1.1 ${err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400} X\r\ncontent-length: 0\r\n\r\n`),
+    }, { headersTimeout: 600, keepAliveTimeout: 300 });
+    const idle = await exchange(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n', 3000);
+    expect(statuses(idle.text)).toEqual([200]);
+    expect(idle.closed).toBe(true);
+    const slow = await exchange(port, 'GET / HTTP/1.1\r\nHost: x\r\n', 3000);
+    expect(statuses(slow.text)).toEqual([408]);
+    expect(slow.closed).toBe(true);
+  });
+
+  it('a client that closes abandons its request: the response sees close, destroyed', async () => {
+    let res!: ProxyResponse;
+    let closed = false;
+    const { port } = await serve((_req, r) => {
+      res = r;
+      r.once('close', () => (closed = true));
+    });
+    const c = net.connect(port, '127.0.0.1', () => c.end('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+    await new Promise<void>((r) => c.on('close', () => r()));
+    for (let i = 0; i < 100 && !closed; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(closed).toBe(true);
+    expect(res.destroyed).toBe(true);
+  });
+
+  it('hands an upgrade over with the bytes after its head; one behind another request is refused', async () => {
+    let got = '';
+    const { port } = await serve((req, res) => void (req.url !== '/slow' && ok()(req, res)), {
+      onUpgrade: (req, socket, head) => {
+        got = `${req.method} ${req.url} ${req.headers.upgrade} ${head.toString()}`;
+        socket.end('HTTP/1.1 101 Switching Protocols\r\n\r\n');
+      },
+    });
+    const up = await exchange(port, 'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nfirst-frame');
+    expect(statuses(up.text)).toEqual([101]);
+    expect(got).toBe('GET /ws websocket first-frame');
+    got = '';
+    const behind = await exchange(port, 'GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+    expect(got).toBe('');
+    expect(behind.closed).toBe(true);
+  });
+
+  it('graceful close: idle connections are closed at once, a busy one when its answer is done', async () => {
+    let answer!: () => void;
+    const { port, server } = await serve((_req, res) => {
+      answer = () => ok()(_req, res);
+    });
+    const idle = net.connect(port, '127.0.0.1');
+    const idleClosed = new Promise<void>((r) => idle.on('close', () => r()));
+    idle.on('error', () => undefined);
+    await new Promise((r) => idle.on('connect', r));
+    const busy = exchange(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n', 3000);
+    for (let i = 0; i < 100 && !answer; i++) await new Promise((r) => setTimeout(r, 10));
+    const done = new Promise<void>((r) => server.close(() => r()));
+    await idleClosed;
+    answer();
+    const r = await busy;
+    expect(statuses(r.text)).toEqual([200]);
+    expect(r.text).toMatch(/connection: close/);
+    expect(r.closed).toBe(true);
+    await done;
+  });
+});

@@ -86,6 +86,37 @@ describe('upstream client', () => {
     expect(s.opened()).toBe(1);
   });
 
+  it('a Content-Length body passes through whole however it is split, and bytes after it are never taken for the next answer', async () => {
+    // A raw backend: the answer's head, its body in uneven pieces (some joined with the head),
+    // then, on the second request, a body followed by stray bytes.
+    const body = Buffer.alloc(70_000, 'z');
+    const raw = net.createServer((sock) => {
+      let n = 0;
+      sock.on('data', async () => {
+        n++;
+        const head = Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n`);
+        if (n === 1) {
+          sock.write(Buffer.concat([head, body.subarray(0, 10)]));
+          for (let at = 10; at < body.length; at += 7_001) {
+            await new Promise((r) => setTimeout(r, 1));
+            sock.write(body.subarray(at, at + 7_001));
+          }
+        } else sock.write(Buffer.concat([head, body, Buffer.from('HTTP/1.1 200 OK\r\n')]));
+      });
+      sock.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise((r) => raw.close(r)));
+    const p = pool(new URL(`http://127.0.0.1:${(raw.address() as AddressInfo).port}`));
+    const first = await send(p);
+    expect(first.body).toBe(body.toString('latin1'));
+    const second = await send(p);
+    expect(second.body.length).toBe(body.length);
+    // The stray bytes cost the socket: it is closed, not handed to the next request.
+    for (let i = 0; i < 100 && p.size > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(p.size).toBe(0);
+  });
+
   it('relays 1xx before the answer and trailers after it; adds Host for a request without one', async () => {
     const s = await server((req, res) => {
       res.writeEarlyHints({ link: '</a.css>; rel=preload' });

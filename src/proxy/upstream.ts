@@ -83,6 +83,12 @@ class Connection {
   #completed = false;
   #headers: string[] = [];
   #informational = false;
+  /**
+   * Bytes of a Content-Length body still to come. Such a body bypasses the parser: llhttp is
+   * stopped after the head (kOnHeadersComplete returns 2) and the body goes to the client as
+   * slices of the socket's reads, not as the parser binding's copy of each piece.
+   */
+  #bodyLeft = 0;
 
   constructor(pool: UpstreamPool, url: URL, opts: UpstreamOptions) {
     this.#pool = pool;
@@ -148,11 +154,16 @@ class Connection {
     }
     this.#informational = false;
     this.#keepAlive = keepAlive;
-    if (keepAlive) this.#readKeepAliveHint(headers);
+    const length = this.#readFraming(headers, keepAlive);
     this.#setTimeout(ex.req.bodyTimeout);
     ex.head(status, headers);
     // No body to read for HEAD, 204 and 304, whatever the framing headers say.
-    return ex.req.method === 'HEAD' || status === 204 || status === 304 ? 1 : 0;
+    if (ex.req.method === 'HEAD' || status === 204 || status === 304) return 1;
+    if (length > 0) {
+      this.#bodyLeft = length;
+      return 2; // stop after the head: #onData passes the body through
+    }
+    return 0;
   };
 
   #onMessageComplete = (): void => {
@@ -160,6 +171,7 @@ class Connection {
       this.#informational = false;
       return;
     }
+    if (this.#bodyLeft > 0) return; // the head only: the body is still to come (#takeBody)
     const ex = this.ex;
     if (!ex) return;
     const trailers = this.#headers;
@@ -175,9 +187,20 @@ class Connection {
       this.destroy();
       return;
     }
-    const r = this.#parser.execute(chunk);
-    if (r instanceof Error) {
-      this.#fail(new LbError('LB_BACKEND_PROTOCOL', `backend sent an invalid response: ${(r as { code?: string }).code ?? r.message}`, { cause: r }));
+    let rest: Buffer | null = chunk;
+    if (this.#bodyLeft > 0) rest = this.#takeBody(chunk);
+    else {
+      const r = this.#parser.execute(chunk);
+      if (r instanceof Error) {
+        this.#fail(new LbError('LB_BACKEND_PROTOCOL', `backend sent an invalid response: ${(r as { code?: string }).code ?? r.message}`, { cause: r }));
+        return;
+      }
+      rest = this.#bodyLeft > 0 && r < chunk.length ? this.#takeBody(chunk.subarray(r)) : null;
+    }
+    // lb never pipelines: bytes after a complete response mean the socket cannot be trusted again.
+    if (rest !== null && rest.length > 0 && this.#completed) {
+      this.#completed = false;
+      this.destroy();
       return;
     }
     if (this.#completed) {
@@ -186,6 +209,16 @@ class Connection {
       this.#pool.release(this);
     }
   };
+
+  /** Pass up to #bodyLeft bytes of `buf` to the exchange; completes the response at its end. Returns what follows the body. */
+  #takeBody(buf: Buffer): Buffer | null {
+    const n = Math.min(this.#bodyLeft, buf.length);
+    this.#bodyLeft -= n;
+    const ex = this.ex;
+    if (ex) ex.data(n === buf.length ? buf : buf.subarray(0, n));
+    if (this.#bodyLeft === 0 && this.ex) this.#onMessageComplete();
+    return n === buf.length ? null : buf.subarray(n);
+  }
 
   #onEnd = (): void => {
     // A body delimited by the end of the connection completes here; anything else is cut short.
@@ -217,13 +250,22 @@ class Connection {
     this.destroy();
   };
 
-  #readKeepAliveHint(headers: string[]): void {
+  /** The Content-Length (-1 when none) and, on a keep-alive response, the backend's idle-time hint. */
+  #readFraming(headers: string[], keepAlive: boolean): number {
+    let length = -1;
+    let chunked = false;
     for (let i = 0; i < headers.length; i += 2) {
-      if (headers[i].length !== 10 || headers[i].toLowerCase() !== 'keep-alive') continue;
-      const m = /timeout=(\d+)/i.exec(headers[i + 1]);
-      if (m) this.idleMs = Math.min(600_000, Number(m[1]) * 1000 - this.#pool.opts.keepAliveThreshold);
+      const name = headers[i];
+      if (name.length === 14 && name.toLowerCase() === 'content-length') length = Number(headers[i + 1]);
+      else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') chunked = true; // llhttp decodes it
+      else if (keepAlive && name.length === 10 && name.toLowerCase() === 'keep-alive') {
+        const m = /timeout=(\d+)/i.exec(headers[i + 1]);
+        if (m) this.idleMs = Math.min(600_000, Number(m[1]) * 1000 - this.#pool.opts.keepAliveThreshold);
+      }
     }
+    return chunked ? -1 : length;
   }
+
 
   /** Start an exchange on this socket (fresh or idle). */
   start(ex: ActiveExchange): void {

@@ -21,7 +21,6 @@ export interface ListenerDeps {
   tls?: SecureContextOptions;
   onRequest: (req: ProxyRequest, res: ProxyResponse) => void;
   onUpgrade?: (req: ProxyRequest, socket: Socket, head: Buffer) => void;
-  onClientError?: (err: Error, socket: Socket) => void;
 }
 
 /** 308 to the same host and path on the HTTPS port (keeps method and body, RFC 9110 §15.4.9). */
@@ -54,18 +53,17 @@ export async function openListener(config: ListenerConfig, deps: ListenerDeps): 
       onRequest: redirect ? redirectHandler(config.redirectToHttps!) : deps.onRequest,
       onUpgrade: redirect ? undefined : deps.onUpgrade,
       onClientError(err, socket) {
-        deps.onClientError?.(err, socket);
         if (!socket.writable) return void socket.destroy();
         const { status, text } = clientErrorAnswer(err);
         socket.end(`HTTP/1.1 ${status} ${text}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
       },
     },
   );
-  const net = server.server;
+  const sockets = server.server;
   await new Promise<void>((resolve, reject) => {
-    net.once('error', reject);
-    net.listen(config.port, config.host, () => {
-      net.off('error', reject);
+    sockets.once('error', reject);
+    sockets.listen(config.port, config.host, () => {
+      sockets.off('error', reject);
       resolve();
     });
   });
@@ -73,11 +71,11 @@ export async function openListener(config: ListenerConfig, deps: ListenerDeps): 
     config,
     server,
     port: () => {
-      const a = net.address();
+      const a = sockets.address();
       return typeof a === 'object' && a ? a.port : config.port;
     },
     setSecureContext(opts) {
-      if (config.protocol === 'https') (net as TlsServer).setSecureContext(opts);
+      if (config.protocol === 'https') (sockets as TlsServer).setSecureContext(opts);
     },
     close: (forceAfter) => closeGracefully(server, forceAfter),
   };

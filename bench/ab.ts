@@ -1,0 +1,131 @@
+/**
+ * A/B by commit: what a change bought, in lb's CPU per request. Each revision is built in its own
+ * git worktree (sharing this checkout's node_modules); then, interleaved over rounds (A B C … A B
+ * C …), a fresh lb of each variant is started pinned to CPU 0, warmed up for 2 s and measured
+ * for `--seconds` under `wrk -t1 -c50` on CPU 1, against three Node backends (one process, CPU 1).
+ * CPU is lb's utime+stime from /proc divided by the requests wrk completed. Prints each round and
+ * the median as a Markdown table. This is how bench/RESULTS.md's "what each change bought" rows
+ * are measured; the full side-by-side run (bench/run.ts) takes too long per change.
+ *
+ *   node --import tsx bench/ab.ts [--rounds 5] [--seconds 5] [--path /100] [--returning] VARIANT…
+ *
+ * VARIANT is REV:MODE (a git revision, or `.` for the working tree's dist/; MODE `none` or
+ * `cookie`, default none) or `floor` (bench/proxies/floor.cjs, the least a Node proxy can do).
+ * --returning sends back 1,000 cookies each variant issued (cookie mode), else no cookies.
+ *   e.g. node --import tsx bench/ab.ts HEAD~1:none HEAD:none floor
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { ensurePeers, freePort } from './peers.js';
+import {
+  COOKIE_AFFINITY, cpuUs, descendants, firstLine, median, mintCookies, parseWrk, pinned, runWrk, startLb, waitPort, type Target,
+} from './harness.js';
+
+const args = process.argv.slice(2);
+const opt = (name: string, def: number): number => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) || def : def;
+};
+const rounds = opt('--rounds', 5);
+const seconds = opt('--seconds', 5);
+const pathAt = args.indexOf('--path');
+const path = pathAt >= 0 ? args[pathAt + 1] : '/100';
+const returning = args.includes('--returning');
+const variants = args.filter((a, i) => !a.startsWith('--') && !['--rounds', '--seconds', '--path'].includes(args[i - 1]));
+if (!variants.length) {
+  console.error('usage: node --import tsx bench/ab.ts [--rounds 5] [--seconds 5] [--path /100] [--returning] REV[:none|cookie]… [floor]');
+  process.exit(2);
+}
+
+interface Variant {
+  label: string;
+  start: (dir: string, bports: number[], tag: string) => Promise<Target>;
+}
+
+const worktrees: string[] = [];
+
+/** A revision's dist/cli/main.js: `.` is this checkout's build; anything else is built in a worktree. */
+function entryFor(rev: string, dir: string): string {
+  if (rev === '.') return resolve('dist/cli/main.js');
+  const sha = execFileSync('git', ['rev-parse', '--short', rev], { encoding: 'utf8' }).trim();
+  const wt = join(dir, `wt-${sha}`);
+  if (!existsSync(wt)) {
+    execFileSync('git', ['worktree', 'add', '--detach', wt, sha], { stdio: 'ignore' });
+    worktrees.push(wt);
+    symlinkSync(resolve('node_modules'), join(wt, 'node_modules'));
+    console.error(`building ${rev} (${sha}) in ${wt}`);
+    execFileSync(process.execPath, [resolve('node_modules/typescript/bin/tsc'), '-p', join(wt, 'tsconfig.json')], { stdio: 'inherit' });
+  }
+  return join(wt, 'dist/cli/main.js');
+}
+
+function variant(spec: string, dir: string): Variant {
+  if (spec === 'floor') {
+    return {
+      label: 'node floor',
+      start: async (d, bports, tag) => {
+        const port = await freePort();
+        const log = join(d, `${tag}.log`);
+        const p = pinned('0', process.execPath, [resolve('bench/proxies/floor.cjs'), String(port), ...bports.map((b) => `http://127.0.0.1:${b}`)], log);
+        await waitPort(port, p, log);
+        return { name: 'node floor', port, pids: () => [p.pid!] };
+      },
+    };
+  }
+  const [rev, mode = 'none'] = spec.split(':');
+  if (mode !== 'none' && mode !== 'cookie') throw new Error(`${spec}: mode must be none or cookie`);
+  const entry = entryFor(rev, dir);
+  const affinity = mode === 'cookie' ? COOKIE_AFFINITY : '{ mode: none }';
+  return { label: spec, start: (d, bports, tag) => startLb(d, bports, tag, '1', affinity, '0', spec, undefined, entry) };
+}
+
+async function measureOnce(v: Variant, dir: string, bports: number[], tag: string): Promise<number> {
+  const t = await v.start(dir, bports, tag);
+  try {
+    if (returning) await mintCookies(t, dir);
+    const url = `http://127.0.0.1:${t.port}${path}`;
+    await runWrk(url, 2, t.script); // warm-up
+    const pids = t.pids();
+    const before = pids.reduce((a, pid) => a + cpuUs(pid), 0);
+    const w = parseWrk(await runWrk(url, seconds, t.script));
+    const after = pids.reduce((a, pid) => a + cpuUs(pid), 0);
+    if (w.errors) console.error(`${v.label}: ${w.errors} errors`);
+    return (after - before) / w.requests;
+  } finally {
+    for (const pid of [...t.pids().flatMap((p) => descendants(p)), ...t.pids()]) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  ensurePeers([{ bin: '/usr/bin/wrk', pkg: 'wrk' }]);
+  const dir = mkdtempSync(join(tmpdir(), 'lb-bench-ab-'));
+  try {
+    const vs = variants.map((s) => variant(s, dir));
+    const be = pinned('1', process.execPath, ['--import', 'tsx', resolve('bench/run.ts'), 'backends'], join(dir, 'backends.log'), 'pipe');
+    const bports = JSON.parse(await firstLine(be)) as number[];
+    const results = vs.map(() => [] as number[]);
+    for (let r = 0; r < rounds; r++) {
+      for (const [i, v] of vs.entries()) {
+        const us = await measureOnce(v, dir, bports, `r${r}-${i}`);
+        results[i].push(us);
+        console.error(`round ${r + 1}/${rounds} ${v.label}: ${us.toFixed(1)} µs/req`);
+      }
+    }
+    console.log(`${path}${returning ? ', returning users' : ''}; ${rounds} rounds × ${seconds} s; lb CPU µs per request\n`);
+    console.log('| variant | rounds | median |\n|---|---|---:|');
+    for (const [i, v] of vs.entries()) console.log(`| ${v.label} | ${results[i].map((x) => x.toFixed(1)).join(' ')} | ${median(results[i]).toFixed(1)} |`);
+  } finally {
+    for (const wt of worktrees) execFileSync('git', ['worktree', 'remove', '--force', wt], { stdio: 'ignore' });
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

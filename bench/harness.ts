@@ -1,0 +1,260 @@
+/**
+ * What the benchmarks share: processes started pinned to CPUs and killed by PID on exit, wrk runs
+ * and their parsing, CPU and RSS read from /proc, lb started from a YAML config, and the
+ * returning-users cookie script. Used by bench/run.ts (side by side) and bench/ab.ts (A/B by commit).
+ */
+import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync, existsSync, openSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import http from 'node:http';
+import { freePort } from './peers.js';
+
+export const procs: ChildProcess[] = [];
+export const extraPids = new Set<number>();
+
+export function children(pid: number): number[] {
+  const r = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' });
+  return (r.stdout || '').split('\n').filter(Boolean).map(Number);
+}
+
+export function descendants(pid: number): number[] {
+  const out: number[] = [];
+  for (const c of children(pid)) out.push(...descendants(c), c);
+  return out;
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Kill every child we started (and their descendants), by PID. Synchronous: safe in 'exit'. */
+export function cleanup(): void {
+  const pids: number[] = [];
+  for (const p of procs) if (p.pid && p.exitCode === null && p.signalCode === null) pids.push(...descendants(p.pid), p.pid);
+  for (const pid of extraPids) pids.push(pid);
+  for (const pid of new Set(pids)) {
+    try {
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+process.on('exit', cleanup);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+  process.on(sig, () => {
+    cleanup();
+    process.exit(130);
+  });
+
+export function pinned(cpus: string, cmd: string, argv: string[], log: string, stdout: 'pipe' | 'log' = 'log'): ChildProcess {
+  const fd = openSync(log, 'a');
+  const p = spawn('taskset', ['-c', cpus, cmd, ...argv], { stdio: ['ignore', stdout === 'pipe' ? 'pipe' : fd, fd] });
+  procs.push(p);
+  return p;
+}
+
+export function firstLine(p: ChildProcess): Promise<string> {
+  return new Promise((res, rej) => {
+    let buf = '';
+    p.stdout!.on('data', (d: Buffer) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) res(buf.slice(0, nl).trim());
+    });
+    p.once('exit', (c) => rej(new Error(`exited ${c} before printing a line`)));
+  });
+}
+
+export function cpuUs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10_000; // utime+stime in 100 Hz ticks → µs
+}
+
+export function rssKiB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function waitPort(port: number, p: ChildProcess, log: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (p.exitCode !== null || p.signalCode !== null) throw new Error(`exited ${p.exitCode ?? p.signalCode}: ${tail(log)}`);
+    const ok = await new Promise<boolean>((r) =>
+      http
+        .get({ host: '127.0.0.1', port, path: '/100', agent: false }, (res) => (res.resume(), r(res.statusCode === 200)))
+        .on('error', () => r(false)),
+    );
+    if (ok) return;
+    await sleep(50);
+  }
+  throw new Error(`port ${port} never answered 200: ${tail(log)}`);
+}
+
+export function tail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').slice(-3).join(' | ');
+  } catch {
+    return '';
+  }
+}
+
+export function version(cmd: string, argv: string[]): string {
+  if (!existsSync(cmd)) return 'not installed';
+  const r = spawnSync(cmd, argv, { encoding: 'utf8' });
+  return `${r.stdout || ''}${r.stderr || ''}`.trim().split('\n')[0] || 'unknown';
+}
+
+export interface Wrk {
+  requests: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+function ms(v: string, unit: string): number {
+  const n = Number(v);
+  return unit === 'us' ? n / 1000 : unit === 'ms' ? n : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n * 3_600_000;
+}
+
+export function parseWrk(out: string): Wrk {
+  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
+  const lat = (pct: string) => {
+    const m = new RegExp(`^\\s+${pct}%\\s+([\\d.]+)(us|ms|s|m|h)\\s*$`, 'm').exec(out);
+    return m ? ms(m[1], m[2]) : NaN;
+  };
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const errors = (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0) + (num(/Non-2xx or 3xx responses: (\d+)/) || 0);
+  return { requests: num(/(\d+) requests in/), rps: num(/Requests\/sec:\s+([\d.]+)/), p50: lat('50'), p99: lat('99'), errors };
+}
+
+export function runWrk(url: string, seconds: number, script?: string): Promise<string> {
+  return new Promise((res, rej) => {
+    const extra = script ? ['-s', script] : [];
+    const p = spawn('taskset', ['-c', '1', '/usr/bin/wrk', '-t1', '-c50', `-d${seconds}s`, '--latency', ...extra, url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    procs.push(p);
+    let out = '';
+    p.stdout!.on('data', (d) => (out += d));
+    p.stderr!.on('data', (d) => (out += d));
+    const timer = setTimeout(() => p.kill('SIGKILL'), (seconds + 15) * 1000);
+    p.once('exit', (code) => {
+      clearTimeout(timer);
+      procs.splice(procs.indexOf(p), 1);
+      if (code === 0) res(out);
+      else rej(new Error(`wrk exited ${code}: ${out.trim()}`));
+    });
+  });
+}
+
+// ---- targets -----------------------------------------------------------------------------
+export interface Target {
+  name: string;
+  port: number;
+  /** wrk script sending the cookies this target handed out (returning users), made by mintCookies. */
+  script?: string;
+  /** PIDs whose CPU/RSS count as the proxy's (read fresh before each run). */
+  pids: () => number[];
+  note?: string;
+}
+
+export interface Sample extends Wrk {
+  cpuPerReq?: number;
+  rssMiB?: number;
+}
+
+export function lbYaml(port: number, bports: number[], dir: string, workers: string, affinity: string): string {
+  return `workers: ${workers}
+listeners: [ { name: web, host: 127.0.0.1, port: ${port}, pool: app } ]
+pools:
+  app:
+    affinity: ${affinity}
+    balance: round-robin
+    backends: [ ${bports.map((p, i) => `{ id: n${i + 1}, url: "http://127.0.0.1:${p}" }`).join(', ')} ]
+admin: { enabled: false }
+state: { file: "${dir}/state.json" }
+log: { level: warn }
+`;
+}
+
+export const COOKIE_AFFINITY = '{ mode: cookie, cookie: { secrets: ["bench-secret-value"] } }';
+
+/** One lb process on `cpus` (its PIDs include cluster workers). */
+export async function startLb(dir: string, bports: number[], tag: string, workers: string, affinity: string, cpus: string, name = tag, note?: string, entry = resolve('dist/cli/main.js')): Promise<Target> {
+  const port = await freePort();
+  const sub = join(dir, tag);
+  execFileSync('mkdir', ['-p', sub]);
+  writeFileSync(join(sub, 'lb.yaml'), lbYaml(port, bports, sub, workers, affinity));
+  const log = join(dir, `${tag}.log`);
+  const p = pinned(cpus, process.execPath, [entry, 'start', '-c', join(sub, 'lb.yaml')], log);
+  await waitPort(port, p, log);
+  return { name, port, pids: () => [p.pid!, ...descendants(p.pid!)], note };
+}
+
+
+/** Busy ticks of the whole machine (/proc/stat) and of everything this benchmark runs. */
+export function ticks(): { machine: number; ours: number; steal: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const machine = f[0] + f[1] + f[2] + f[5] + f[6]; // user nice system irq softirq
+  // Ourselves plus reaped children (wrk), then every live child and its descendants.
+  const self = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
+  let ours = Number(self[11]) + Number(self[12]) + Number(self[13]) + Number(self[14]);
+  const pids = new Set<number>(extraPids);
+  for (const p of procs) if (p.pid && p.exitCode === null) [p.pid, ...descendants(p.pid)].forEach((x) => pids.add(x));
+  for (const pid of pids) {
+    try {
+      ours += cpuUs(pid) / 10_000;
+    } catch {
+      /* exited */
+    }
+  }
+  return { machine, ours, steal: f[7] };
+}
+
+/**
+ * Returning users: 1,000 cookieless GETs collect the cookies the target hands out, then a wrk
+ * script sends one of them with each request, in turn (a target that sets no cookie gets a
+ * neutral one, so every target parses the same header).
+ */
+export async function mintCookies(t: Target, dir: string, n = 1000): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  const cookies: string[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const sc = await new Promise<string[] | undefined>((res, rej) =>
+        http.get({ host: '127.0.0.1', port: t.port, path: '/100', agent }, (r) => (r.resume(), r.on('end', () => res(r.headers['set-cookie'])))).on('error', rej),
+      );
+      if (sc?.[0]) cookies.push(sc[0].split(';')[0]);
+    }
+  } finally {
+    agent.destroy();
+  }
+  if (!cookies.length) cookies.push('session=returning-user');
+  const script = join(dir, `cookies-${t.name.replace(/[^a-z0-9]+/gi, '-')}.lua`);
+  writeFileSync(
+    script,
+    `local cookies = { ${cookies.map((c) => JSON.stringify(c)).join(', ')} }
+local i = 0
+request = function()
+  i = i + 1
+  if i > #cookies then i = 1 end
+  return wrk.format(nil, nil, { ["Cookie"] = cookies[i] })
+end
+`,
+  );
+  t.script = script;
+}
+
+export function median(xs: number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export const fmt = (x: number | undefined, d: number) => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(d));

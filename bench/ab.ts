@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ensurePeers, freePort } from './peers.js';
 import {
-  COOKIE_AFFINITY, cpuUs, descendants, firstLine, median, mintCookies, parseWrk, pinned, runWrk, startLb, waitPort, type Target,
+  COOKIE_AFFINITY, cleanup, cpuUs, descendants, firstLine, median, mintCookies, parseWrk, pinned, runWrk, startLb, waitPort, type Target,
 } from './harness.js';
 
 const args = process.argv.slice(2);
@@ -123,6 +123,7 @@ async function main(): Promise<void> {
     console.log('| variant | rounds | median |\n|---|---|---:|');
     for (const [i, v] of vs.entries()) console.log(`| ${v.label} | ${results[i].map((x) => x.toFixed(1)).join(' ')} | ${median(results[i]).toFixed(1)} |`);
   } finally {
+    cleanup(); // the backends process, by PID
     for (const wt of worktrees) execFileSync('git', ['worktree', 'remove', '--force', wt], { stdio: 'ignore' });
     rmSync(dir, { recursive: true, force: true });
   }

@@ -152,6 +152,55 @@ describe('lb HTTP server', () => {
     expect(behind.closed).toBe(true);
   });
 
+  it("a chunked request's trailers never become part of the next request on the connection", async () => {
+    const seen: Array<[string, string[]]> = [];
+    const { port } = await serve((req, res) => {
+      seen.push([req.url, req.rawHeaders]);
+      req.body?.resume();
+      const answer = (): void => ok()(req, res);
+      if (req.body) req.body.on('end', answer);
+      else answer();
+    });
+    const r = await exchange(port, 'POST /one HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nX-Trailer-Secret: s3cr3t\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(statuses(r.text)).toEqual([200, 200]);
+    expect(seen.map(([url]) => url)).toEqual(['/one', '/two']);
+    expect(seen[1][1]).toEqual(['Host', 'x', 'Connection', 'close']);
+  });
+
+  it('nothing after an answer that closes the connection is taken, and a refused client is let go even if it never closes', async () => {
+    const urls: string[] = [];
+    const { port, server } = await serve((req, res) => {
+      urls.push(req.url);
+      ok()(req, res);
+    }, {}, { headersTimeout: 2000, keepAliveTimeout: 300 });
+    // No Host: 400 and close; the request behind it must never reach the handler.
+    const r = await exchange(port, 'GET /nohost HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(statuses(r.text)).toEqual([400]);
+    expect(urls).toEqual([]);
+    // A client that keeps its side open after a 400 is let go by lb at keepAliveTimeout.
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () => c.write('GET / HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n'));
+    cleanup.push(() => c.destroy());
+    c.on('error', () => undefined);
+    let answer = '';
+    c.on('data', (d: Buffer) => (answer += d));
+    for (let i = 0; i < 50 && !answer; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(statuses(answer)).toEqual([400]);
+    expect(server.connections).toBe(1);
+    for (let i = 0; i < 150 && server.connections > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(server.connections).toBe(0);
+  });
+
+  it('an Upgrade request on a listener without upgrades is answered as a plain one, and what follows it in the same read too', async () => {
+    const urls: string[] = [];
+    const { port } = await serve((req, res) => {
+      urls.push(req.url);
+      ok()(req, res);
+    });
+    const r = await exchange(port, 'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(urls).toEqual(['/ws', '/next']);
+    expect(statuses(r.text)).toEqual([200, 200]);
+  });
+
   it('graceful close: idle connections are closed at once, a busy one when its answer is done', async () => {
     let answer!: () => void;
     const { port, server } = await serve((_req, res) => {

@@ -381,6 +381,8 @@ class ClientConnection {
   headersStartedAt: number;
   /** When the connection last became idle (ms), 0 while busy. */
   idleSince = 0;
+  /** Bytes still queued for the client at the last check (the idle clock restarts while they drain). */
+  pendingSeen = 0;
   /** No more requests are read (a parse error, or the connection is being closed). */
   #done = false;
   /** A request head has begun and is not complete yet. */
@@ -397,8 +399,13 @@ class ClientConnection {
       if (this.headersStartedAt === 0) this.headersStartedAt = Date.now();
       this.idleSince = 0;
       this.#midHead = true;
+      this.#headerParts = [];
+      this.#urlPart = '';
     };
     p[kOnHeaders] = (headers: string[], url: string) => {
+      // After the head, fields are a chunked body's trailers: lb does not forward them, and they
+      // must never become part of the next request's head.
+      if (this.#parsing !== null) return;
       for (const h of headers) this.#headerParts.push(h);
       this.#urlPart += url;
     };
@@ -436,6 +443,9 @@ class ClientConnection {
     major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined,
     _status: unknown, _message: unknown, upgrade: boolean, keepAlive: boolean,
   ): number => {
+    // The connection is closing (an answer said so, or a parse error): nothing more is taken.
+    // 2 stops the parser here.
+    if (this.#done) return 2;
     if (headers === undefined) {
       headers = this.#headerParts;
       this.#headerParts = [];
@@ -509,20 +519,29 @@ class ClientConnection {
   }
 
   #onData = (chunk: Buffer): void => {
-    if (this.#done) return;
-    const r = this.#parser.execute(chunk);
-    if (r instanceof Error) return this.#parseError(r as ParseError);
-    const up = this.#upgrade;
-    if (up) {
-      this.#upgrade = null;
-      if (!this.idle) return void this.socket.destroy(); // an upgrade behind other requests: refuse
-      this.#detach();
-      this.#server.handlers.onUpgrade!(up, this.socket, chunk.subarray(r));
+    let data = chunk;
+    while (!this.#done) {
+      const r = this.#parser.execute(data);
+      if (r instanceof Error) return this.#parseError(r as ParseError);
+      const up = this.#upgrade;
+      if (up) {
+        this.#upgrade = null;
+        if (!this.idle) return void this.socket.destroy(); // an upgrade behind other requests: refuse
+        this.#detach();
+        return this.#server.handlers.onUpgrade!(up, this.socket, data.subarray(r));
+      }
+      // llhttp also stops after an Upgrade request answered as a plain one (no upgrade handler,
+      // e.g. a redirect listener): parse what follows it in this read too.
+      if (r >= data.length || r === 0) return;
+      data = data.subarray(r);
     }
   };
 
   #parseError(err: ParseError): void {
     this.#done = true;
+    // Whatever answer goes out, the connection is closed after keepAliveTimeout at the latest,
+    // even if the client never closes its side.
+    this.idleSince = Date.now();
     // Bytes after a request that closes the connection (HTTP/1.0, Connection: close): ignored.
     if (err.code === 'HPE_CLOSED_CONNECTION') return;
     this.#abortBodies(err);
@@ -637,6 +656,12 @@ export class HttpServer {
     const now = Date.now();
     const { headersTimeout, keepAliveTimeout } = this.options;
     for (const c of this.#connections) {
+      // An answer still draining to a client that keeps reading is not idle time.
+      const pending = c.socket.writableLength;
+      if (c.idleSince !== 0 && pending !== c.pendingSeen) {
+        c.pendingSeen = pending;
+        if (pending > 0) c.idleSince = now;
+      }
       if (c.idleSince !== 0 && now - c.idleSince >= keepAliveTimeout) c.socket.destroy();
       else if (c.headersStartedAt !== 0 && !c.busy && now - c.headersStartedAt >= headersTimeout) c.headersTimedOut();
     }

@@ -1,6 +1,6 @@
 import type { ProxyRequest, ProxyResponse } from './server.js';
 import { classifyUpstreamError, LbError } from '../util/errors.js';
-import { responseHeaders, toRecord } from './headers.js';
+import { responseHeaders } from './headers.js';
 import type { Exchange, UpstreamPool } from './upstream.js';
 
 export interface ForwardOptions {
@@ -60,7 +60,7 @@ export function forward(o: ForwardOptions): Promise<ForwardOutcome> {
       },
       {
         onInformational(code, headers) {
-          if (code === 103) o.res.writeEarlyHints(toRecord(responseHeaders(headers)));
+          if (code === 103) o.res.writeEarlyHints(responseHeaders(headers));
         },
         onHead(code, headers) {
           status = code;
@@ -80,7 +80,7 @@ export function forward(o: ForwardOptions): Promise<ForwardOutcome> {
           return false;
         },
         onEnd(trailers) {
-          if (trailers.length) o.res.addTrailers(toRecord(trailers) as Record<string, string>);
+          if (trailers.length) o.res.addTrailers(trailers);
           o.res.end();
           finish({ ok: true, status, bytes });
         },

@@ -41,12 +41,13 @@ const PROTECTED = new Set([
 const LB_OWNED = new Set(['x-lb-repinned']);
 const FORWARDED_FIELDS = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded']);
 
-function is(field: string, lowerName: string): boolean {
+/** Is header field name `field` the (lower-case) `lowerName`? The length test skips most lower-casing. */
+export function fieldIs(field: string, lowerName: string): boolean {
   return field.length === lowerName.length && field.toLowerCase() === lowerName;
 }
 
 export function get(h: HeaderList, name: string): string | undefined {
-  for (let i = 0; i < h.length; i += 2) if (is(h[i], name)) return h[i + 1];
+  for (let i = 0; i < h.length; i += 2) if (fieldIs(h[i], name)) return h[i + 1];
   return undefined;
 }
 
@@ -55,7 +56,7 @@ export function get(h: HeaderList, name: string): string | undefined {
  * the list the pipeline copied for this request (see requestHeaders), never the request's own.
  */
 function set(h: HeaderList, name: string, value: string): HeaderList {
-  for (let i = h.length - 2; i >= 0; i -= 2) if (is(h[i], name)) h.splice(i, 2);
+  for (let i = h.length - 2; i >= 0; i -= 2) if (fieldIs(h[i], name)) h.splice(i, 2);
   h.push(name, value);
   return h;
 }
@@ -91,7 +92,7 @@ export function stripAffinityCookie(h: HeaderList, ctx: HeaderContext): HeaderLi
   if (!ctx.affinityCookie) return h;
   const out: HeaderList = [];
   for (let i = 0; i < h.length; i += 2) {
-    if (!is(h[i], 'cookie')) {
+    if (!fieldIs(h[i], 'cookie')) {
       out.push(h[i], h[i + 1]);
       continue;
     }
@@ -104,7 +105,7 @@ export function stripAffinityCookie(h: HeaderList, ctx: HeaderContext): HeaderLi
 /** Append the peer to X-Forwarded-For (a trusted proxy's chain is kept; otherwise it was dropped above). */
 export function forwardedFor(h: HeaderList, ctx: HeaderContext): HeaderList {
   const prior: string[] = [];
-  for (let i = 0; i < h.length; i += 2) if (is(h[i], 'x-forwarded-for')) prior.push(h[i + 1]);
+  for (let i = 0; i < h.length; i += 2) if (fieldIs(h[i], 'x-forwarded-for')) prior.push(h[i + 1]);
   const chain = prior.length ? `${prior.join(', ')}, ${ctx.peer}` : ctx.peer;
   return set(h, 'x-forwarded-for', chain);
 }
@@ -172,7 +173,7 @@ const HOP_LENGTHS = new Set([...HOP_BY_HOP].map((n) => n.length));
 export function responseHeaders(raw: readonly string[]): string[] {
   let listed: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    if (!is(raw[i], 'connection')) continue;
+    if (!fieldIs(raw[i], 'connection')) continue;
     for (const t of raw[i + 1].split(',')) {
       const name = t.trim().toLowerCase();
       // `keep-alive` and `close` name fields that are dropped anyway: most responses list nothing else.
@@ -187,17 +188,6 @@ export function responseHeaders(raw: readonly string[]): string[] {
       if (HOP_BY_HOP.has(lower) || listed?.has(lower)) continue;
     }
     out.push(name, raw[i + 1]);
-  }
-  return out;
-}
-
-/** A [name, value, …] list as an object (repeated names become arrays), for Node APIs that want one. */
-export function toRecord(list: readonly string[]): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (let i = 0; i < list.length; i += 2) {
-    const name = list[i].toLowerCase();
-    const prior = out[name];
-    out[name] = prior === undefined ? list[i + 1] : Array.isArray(prior) ? [...prior, list[i + 1]] : [prior, list[i + 1]];
   }
   return out;
 }

@@ -45,7 +45,6 @@ export interface ProxyDeps {
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-
 export function repinnedValue(d: Decision): string | undefined {
   return d.result === 'repin' ? `${d.repinnedFrom}; reason=${d.repinReason}` : undefined;
 }
@@ -66,8 +65,8 @@ export interface Resolved {
  * upgrades so both follow the same routes and affinity. Throws LbError (503) when nothing fits.
  */
 export function resolveRequest(listener: ListenerConfig, deps: ProxyDeps, req: ProxyRequest, reqId: string): Resolved {
-  const method = req.method ?? 'GET';
-  const path = req.url ?? '/';
+  const method = req.method;
+  const path = req.url;
   const poolName = deps.route({ method, path, headers: req.headers, listener: listener.name });
   const pool = poolName === undefined ? undefined : deps.balancer.pool(poolName);
   if (!pool) throw new LbError('LB_NO_BACKEND', 'no pool for this request');
@@ -97,15 +96,14 @@ export function createHttpHandler(listener: ListenerConfig, deps: ProxyDeps) {
   return async function handle(req: ProxyRequest, res: ProxyResponse): Promise<void> {
     const started = deps.now();
     const reqId = requestIdOf(req.headers['x-request-id']);
-    const method = req.method ?? 'GET';
-    const rec: AccessRecord = { method, path: req.url ?? '/', status: 0, ms: 0, bytes: 0, reqId, retries: 0 };
+    const rec: AccessRecord = { method: req.method, path: req.url, status: 0, ms: 0, bytes: 0, reqId, retries: 0 };
     const log = (): void => {
       rec.ms = deps.now() - started;
       deps.onAccess(rec);
     };
     try {
       sanitizeRequest(req);
-      rec.path = req.url ?? '/';
+      rec.path = req.url;
       const { pool, decision, ctx } = resolveRequest(listener, deps, req, reqId);
       rec.pool = pool.name;
       await proxyWithRetries({ req, res, pool, decision, ctx, rec, deps, proto });
@@ -136,7 +134,6 @@ async function proxyWithRetries(a: Attempt): Promise<void> {
   const { req, res, pool, deps, rec } = a;
   let decision = a.decision;
   const body = req.body !== null;
-  const chunked = req.headers['transfer-encoding'] !== undefined;
   const retryable = IDEMPOTENT.has(rec.method) && !body;
   const deadline = deps.now() + deps.retries.budget;
   const tried = new Set<Backend>();
@@ -159,7 +156,7 @@ async function proxyWithRetries(a: Attempt): Promise<void> {
         path: rec.path,
         headers,
         hasBody: body,
-        chunked,
+        chunked: req.chunked,
         timeout: deps.timeouts.backendResponse,
         onResponse: (_status, out) => {
           const cookie = pool.affinity.persist(current, a.proto === 'https');

@@ -1,5 +1,6 @@
 import type { ProxyRequest } from './server.js';
 import { LbError } from '../util/errors.js';
+import { fieldIs } from './headers.js';
 
 /** HAProxy's default tune.http.maxhdr is 101; browsers send about 20. */
 export const MAX_HEADER_FIELDS = 100;
@@ -18,12 +19,12 @@ export function sanitizeRequest(req: ProxyRequest): void {
   if (raw.length / 2 > MAX_HEADER_FIELDS) throw new LbError('LB_HEADERS_TOO_LARGE', `more than ${MAX_HEADER_FIELDS} header fields`);
   let hostAt = -1;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') {
+    if (fieldIs(raw[i], 'host')) {
       if (hostAt !== -1) throw new LbError('LB_BAD_REQUEST', 'more than one Host header');
       hostAt = i;
     }
   }
-  const url = req.url ?? '/';
+  const url = req.url;
   if (url.startsWith('/') || (url === '*' && req.method === 'OPTIONS')) return;
   let target: URL;
   try {

@@ -6,6 +6,7 @@ import {
   HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageBegin, kOnMessageComplete, methods,
   type LlhttpParser, type ParseError,
 } from './llhttp.js';
+import { fieldIs } from './headers.js';
 
 /**
  * lb's HTTP/1.1 server side: client connections parsed by Node's llhttp binding directly, the
@@ -90,6 +91,8 @@ export class ProxyRequest {
   readonly socket: net.Socket;
   /** The client's body; null when the request has none (no Content-Length > 0, no Transfer-Encoding). */
   readonly body: BodyStream | null;
+  /** The body is chunked (Transfer-Encoding; llhttp accepts only chunked as its last coding). */
+  readonly chunked: boolean;
   /** The whole request (head and body) has been received. */
   complete: boolean;
   /** The client allows the connection to stay open after this exchange (llhttp's verdict). */
@@ -104,12 +107,14 @@ export class ProxyRequest {
     this.httpVersionMinor = minor;
     this.keepAlive = keepAlive;
     this.socket = socket;
-    let framed = false;
+    let chunked = false;
+    let length = false;
     for (let i = 0; i < raw.length; i += 2) {
-      const n = raw[i];
-      if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') framed = true;
-      else if (n.length === 14 && n.toLowerCase() === 'content-length' && raw[i + 1] !== '0') framed = true;
+      if (fieldIs(raw[i], 'transfer-encoding')) chunked = true;
+      else if (fieldIs(raw[i], 'content-length') && raw[i + 1] !== '0') length = true;
     }
+    const framed = chunked || length;
+    this.chunked = chunked;
     this.body = framed ? new BodyStream(socket) : null;
     this.complete = !framed;
   }
@@ -275,7 +280,7 @@ export class ProxyResponse {
   }
 
   /** 103 Early Hints ahead of the response (HTTP/1.1 clients only). */
-  writeEarlyHints(hints: Record<string, string | readonly string[]>): void {
+  writeEarlyHints(hints: HeaderInput): void {
     if (this.headersSent || this.destroyed || this.#req.httpVersionMinor < 1) return;
     const h = flatten(hints);
     let head = `HTTP/1.1 103 Early Hints${CRLF}`;
@@ -287,7 +292,7 @@ export class ProxyResponse {
   }
 
   /** Sent after a chunked body (dropped otherwise, as node:http does). */
-  addTrailers(trailers: Record<string, string | readonly string[]>): void {
+  addTrailers(trailers: HeaderInput): void {
     const t = flatten(trailers);
     for (let i = 0; i < t.length; i += 2) checkField(t[i], t[i + 1]);
     this.#trailers = t;

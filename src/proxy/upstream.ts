@@ -2,6 +2,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Readable } from 'node:stream';
 import { classifyUpstreamError, LbError } from '../util/errors.js';
+import { fieldIs } from './headers.js';
 import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpParser } from './llhttp.js';
 
 /**
@@ -44,7 +45,7 @@ export interface UpstreamHandler {
 }
 
 export interface Exchange {
-  pause(): void;
+  /** Read from the backend again after onData returned false. */
   resume(): void;
   /** Cancel: the socket is destroyed (it cannot be reused mid-exchange) and onError reports `reason`. */
   abort(reason: Error): void;
@@ -256,9 +257,9 @@ class Connection {
     let chunked = false;
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i];
-      if (name.length === 14 && name.toLowerCase() === 'content-length') length = Number(headers[i + 1]);
-      else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') chunked = true; // llhttp decodes it
-      else if (keepAlive && name.length === 10 && name.toLowerCase() === 'keep-alive') {
+      if (fieldIs(name, 'content-length')) length = Number(headers[i + 1]);
+      else if (fieldIs(name, 'transfer-encoding')) chunked = true; // llhttp decodes it
+      else if (keepAlive && fieldIs(name, 'keep-alive')) {
         const m = /timeout=(\d+)/i.exec(headers[i + 1]);
         if (m) this.idleMs = Math.min(600_000, Number(m[1]) * 1000 - this.#pool.opts.keepAliveThreshold);
       }
@@ -328,7 +329,7 @@ class ActiveExchange implements Exchange {
     let head = `${req.method} ${req.path} HTTP/1.1${CRLF}`;
     let hasHost = false;
     for (let i = 0; i < h.length; i += 2) {
-      if (!hasHost && h[i].length === 4 && h[i].toLowerCase() === 'host') hasHost = true;
+      if (!hasHost && fieldIs(h[i], 'host')) hasHost = true;
       head += `${h[i]}: ${h[i + 1]}${CRLF}`;
     }
     if (!hasHost) head += `host: ${conn.hostHeader}${CRLF}`;
@@ -415,10 +416,6 @@ class ActiveExchange implements Exchange {
 
   isDone(): boolean {
     return this.#done;
-  }
-
-  pause(): void {
-    if (!this.#done && this.conn?.ex === this) this.conn.socket.pause();
   }
 
   resume(): void {

@@ -18,15 +18,9 @@ function take(n: number): number {
   return offset - n;
 }
 
-export function randomChunk(n: number): Buffer {
-  if (n > POOL.length) return randomFillSync(Buffer.allocUnsafe(n));
-  const at = take(n);
-  return Buffer.from(POOL.subarray(at, at + n));
-}
-
 /** `n` random bytes as base64url, encoded straight from the pool (no intermediate Buffer). */
 export function randomBase64url(n: number): string {
-  if (n > POOL.length) return randomChunk(n).toString('base64url');
+  if (n > POOL.length) return randomFillSync(Buffer.allocUnsafe(n)).toString('base64url');
   const at = take(n);
   return POOL.toString('base64url', at, at + n);
 }

@@ -46,7 +46,7 @@ export function createUpgradeHandler(listener: ListenerConfig, deps: UpgradeDeps
   return function onUpgrade(req: ProxyRequest, socket: Duplex, clientHead: Buffer): void {
     const started = deps.now();
     const reqId = requestIdOf(req.headers['x-request-id']);
-    const rec: AccessRecord = { method: req.method ?? 'GET', path: req.url ?? '/', status: 0, ms: 0, bytes: 0, reqId, retries: 0, websocket: true };
+    const rec: AccessRecord = { method: req.method, path: req.url, status: 0, ms: 0, bytes: 0, reqId, retries: 0, websocket: true };
     const log = (status: number, error?: string): void => {
       rec.status = status;
       if (error) rec.error = error;

@@ -81,16 +81,24 @@ describe('cookie header helpers', () => {
 });
 
 describe('SessionTable', () => {
-  it('stays bounded under a flood of new sessions: the oldest are forgotten, held ones kept', async () => {
+  /** A session id as lb mints it: 12 bytes, 16 base64url characters. */
+  const sid = (n: number): string => Buffer.from(`sess${String(n).padStart(8, '0')}`).toString('base64url');
+
+  it('stays bounded under a flood of new sessions: the first to expire are forgotten, held ones kept', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const t = new SessionTable(() => 0, 100);
-    const release = t.hold('held', 'n1', 1000);
-    for (let i = 0; i < 1000; i++) t.touch(`s${i}`, i % 2 ? 'n1' : 'n2', 10_000);
+    const release = t.hold(sid(-1), 'n1', 1000);
+    // Session i expires at i seconds: later sessions are the more recently active.
+    for (let i = 0; i < 1000; i++) t.touch(sid(i), i % 2 ? 'n1' : 'n2', 1000 * (i + 1));
     expect(t.size).toBe(100);
     expect(t.count('n1') + t.count('n2')).toBe(100);
-    expect(t.isLive('held', 'n1')).toBe(true);
-    expect(t.isLive('s999', 'n1')).toBe(true);
-    expect(t.isLive('s0', 'n2')).toBe(false);
+    expect(t.isLive(sid(-1), 'n1')).toBe(true);
+    expect(t.isLive(sid(999), 'n1')).toBe(true);
+    expect(t.isLive(sid(0), 'n2')).toBe(false);
+    // Sampled eviction: what is kept is mostly the recent end of the flood.
+    let recent = 0;
+    for (let i = 900; i < 1000; i++) if (t.isLive(sid(i), i % 2 ? 'n1' : 'n2')) recent++;
+    expect(recent).toBeGreaterThan(60);
     release();
   });
 
@@ -98,21 +106,89 @@ describe('SessionTable', () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     let now = 1_000_000;
     const t = new SessionTable(() => now);
-    t.touch('a', 'n1', now + 10_000, null);
-    t.touch('b', 'n1', now + 10_000, null);
-    t.touch('a', 'n2', now + 10_000, 'n1'); // re-pinned, origin known
-    t.touch('b', 'n3', now + 10_000); // origin unknown (fleet, cluster): found by search
+    const [a, b] = [sid(1), sid(2)];
+    t.touch(a, 'n1', now + 10_000);
+    t.touch(b, 'n1', now + 10_000);
+    t.touch(a, 'n2', now + 10_000); // re-pinned
+    t.touch(b, 'n3', now + 10_000);
     expect([t.count('n1'), t.count('n2'), t.count('n3'), t.size]).toEqual([0, 1, 1, 2]);
-    const release = t.hold('a', 'n2', 5_000);
-    expect(t.held()).toEqual([['a', 'n2']]);
+    const release = t.hold(a, 'n2', 5_000);
+    expect(t.held()).toEqual([[a, 'n2']]);
     now += 60_000;
     t.sweep();
-    expect([t.isLive('a', 'n2'), t.isLive('b', 'n3'), t.size]).toEqual([true, false, 1]); // held survives
+    expect([t.isLive(a, 'n2'), t.isLive(b, 'n3'), t.size]).toEqual([true, false, 1]); // held survives
     release();
-    expect(t.isLive('a', 'n2')).toBe(true); // idles out from now on…
+    expect(t.isLive(a, 'n2')).toBe(true); // idles out from now on…
     now += 6_000;
     t.sweep();
-    expect([t.isLive('a', 'n2'), t.size, t.held()]).toEqual([false, 0, []]); // …and is gone
+    expect([t.isLive(a, 'n2'), t.size, t.held()]).toEqual([false, 0, []]); // …and is gone
+  });
+
+  it.each([
+    { ids: 3000, slots: 1024 },
+    { ids: 40, slots: 8 }, // a small table: probe runs wrap around its end
+  ])('agrees with a plain Map through growth, re-pins, sweeps and forgotten backends ($ids ids)', async ({ ids: count, slots }) => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    const { randomBytes } = await import('node:crypto');
+    let now = 0;
+    const t = new SessionTable(() => now, 1_000_000, slots);
+    const model = new Map<string, { backend: string; exp: number }>();
+    const ids = Array.from({ length: count }, () => randomBytes(12).toString('base64url'));
+    let seed = 7;
+    const rand = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+    for (let step = 0; step < 40_000; step++) {
+      const id = ids[rand(ids.length)];
+      const backend = `n${rand(4)}`;
+      const exp = now + 1000 * (1 + rand(60));
+      t.touch(id, backend, exp);
+      const m = model.get(id);
+      if (m && m.backend === backend) m.exp = Math.max(m.exp, exp);
+      else model.set(id, { backend, exp });
+      if (step % 1000 === 999) {
+        now += 5_000;
+        t.sweep();
+        for (const [k, v] of model) if (Math.ceil(v.exp / 1000) <= now / 1000) model.delete(k);
+      }
+      if (step === 30_000) {
+        t.forgetBackend('n2');
+        for (const [k, v] of model) if (v.backend === 'n2') model.delete(k);
+      }
+    }
+    expect(t.size).toBe(model.size);
+    for (const b of ['n0', 'n1', 'n2', 'n3']) expect(t.count(b)).toBe([...model.values()].filter((v) => v.backend === b).length);
+    for (const id of ids) {
+      const m = model.get(id);
+      for (const b of ['n0', 'n1', 'n2', 'n3']) expect(t.isLive(id, b)).toBe(m !== undefined && m.backend === b && m.exp > now);
+    }
+  });
+
+  it('keeps every entry reachable when a removal shifts a probe run that wraps around the end', async () => {
+    const { SessionTable, homeSlot } = await import('../src/affinity/sessions.js');
+    const { randomBytes } = await import('node:crypto');
+    // 8 slots. Homes 6, 6, 6, 0 fill slots 6, 7, 0, 1; homes 6, 6, 0, 0 fill them too, and there
+    // the entries in 0 and 1 must stay when 6 or 7 is freed.
+    const at = (slot: number): string => {
+      for (;;) {
+        const id = randomBytes(12).toString('base64url');
+        if (homeSlot(id, 8) === slot) return id;
+      }
+    };
+    for (const [removed, homes] of [0, 1, 2, 3].flatMap((r) => [[r, [6, 6, 6, 0]] as const, [r, [6, 6, 0, 0]] as const])) {
+      const ids = homes.map(at);
+      const t = new SessionTable(() => 0, 4, 8);
+      for (const id of ids) t.touch(id, 'n1', 10_000);
+      t.touch(ids[removed], 'n2', 10_000); // a re-pin: removed from its slot, then inserted again
+      const where = ids.map((id) => (t.isLive(id, 'n1') ? 'n1' : t.isLive(id, 'n2') ? 'n2' : 'lost'));
+      expect(where, `homes ${homes}, re-pinned id ${removed}`).toEqual(ids.map((_, i) => (i === removed ? 'n2' : 'n1')));
+      expect([t.size, t.count('n1'), t.count('n2')]).toEqual([4, 3, 1]);
+    }
+  });
+
+  it('ignores ids lb could not have minted', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    const t = new SessionTable(() => 0);
+    for (const id of ['', 'short', 'x'.repeat(17), 'abc+def/ghijklmn', 'abcdefghijklmnoé']) t.touch(id, 'n1', 10_000);
+    expect([t.size, t.count('n1'), t.isLive('short', 'n1')]).toEqual([0, 0, false]);
   });
 });
 

@@ -83,8 +83,7 @@ export class CookieAffinity implements Affinity {
     d.sessionId = sessionId;
     const value = fresh ? undefined : this.codec.encode({ backendId: d.backend.id, sessionId, issuedAt, lastSeen });
     const expiresAt = Math.min(lastSeen + this.#config.maxIdle, issuedAt + this.#config.maxLife);
-    // A minted id was nowhere before; a pinned one was on the backend its cookie named.
-    this.#sessions.touch(sessionId, d.backend.id, expiresAt, was ? was.backendId : null);
+    this.#sessions.touch(sessionId, d.backend.id, expiresAt);
     this.#onTouch?.(sessionId, d.backend.id, expiresAt);
     if (!value) return undefined;
     const maxAge = Math.max(1, Math.floor((issuedAt + this.#config.maxLife - now) / 1000));

@@ -1,96 +1,259 @@
 /**
  * Live sessions per backend: distinct session ids whose affinity is still valid. Each entry
- * expires when its cookie (or hash key) would: the count reaching zero means no client can
- * come back with a valid pin, which is what "drained" promises.
+ * expires when its cookie would: the count reaching zero means no client can come back with a
+ * valid pin, which is what "drained" promises.
  *
- * Layout, chosen for the garbage collector: one Map per backend from session id to its expiry in
- * whole seconds since the table's epoch (rounded up, so an entry may outlive its cookie by under a
- * second). Small integers are stored inline, so an entry is its id string and a map slot: no
- * record object and no boxed number per session. With a flood of cookieless requests (a new
- * session each) the old layout — a record and a boxed millisecond timestamp per entry — made
- * old-generation GC grow with the table (bench/RESULTS.md).
+ * Layout, chosen for the garbage collector and for floods of cookieless requests (a new session
+ * each): an open-addressing hash table in typed arrays, off the JS heap. A session id is 12 random
+ * bytes (16 base64url characters), stored as three 32-bit words; beside it, its expiry in whole
+ * seconds since the table's epoch (rounded up, so an entry may outlive its cookie by under a
+ * second) and its backend's index. No string, record or Map slot per session: a full major GC
+ * does not visit a million sessions, and an entry costs 20 bytes at most twice over (the table
+ * grows by doubling, kept at most half full). The earlier layout, a Map of id strings per
+ * backend, cost ~100 bytes of RSS per session and evicted by scanning the Map's deleted slots
+ * (bench/RESULTS.md).
  */
-const HELD = 2 ** 30 - 1; // an expiry that never comes: the session is held by a WebSocket
+const HELD = 0x7fffffff; // an expiry that never comes: the session is held by a WebSocket
+const EMPTY = 0; // `who` of a free slot (backend indices start at 1)
+const MIN_SLOTS = 1024;
+/** Entries looked at when the table is full; the one expiring first is forgotten (Redis-style sampled LRU). */
+const EVICTION_SAMPLE = 8;
+
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+const SEXTET = new Int8Array(128).fill(-1);
+for (let i = 0; i < 64; i++) SEXTET[ALPHABET.charCodeAt(i)] = i;
+
+/** Four base64url characters at `at` as 24 bits; -1 if any is outside the alphabet. */
+function group(id: string, at: number): number {
+  let v = 0;
+  for (let i = at; i < at + 4; i++) {
+    const c = id.charCodeAt(i);
+    const x = c < 128 ? SEXTET[c] : -1;
+    if (x < 0) return -1;
+    v = (v << 6) | x;
+  }
+  return v;
+}
+
+/** Where the id's probe run starts (before masking): its three words mixed, the high bits kept. */
+function home(k0: number, k1: number, k2: number): number {
+  return Math.imul(k0 ^ Math.imul(k1, 0x9e3779b1) ^ Math.imul(k2, 0x85ebca77), 0xc2b2ae3d) >>> 8;
+}
+
+/** The id last decoded (one lookup at a time: nothing between decoding and using it yields). */
+let K0 = 0;
+let K1 = 0;
+let K2 = 0;
+
+/** Decode a 16-character base64url id into K0..K2; false for anything else (never stored). */
+function decode(id: string): boolean {
+  if (id.length !== 16) return false;
+  const g0 = group(id, 0);
+  const g1 = group(id, 4);
+  const g2 = group(id, 8);
+  const g3 = group(id, 12);
+  if ((g0 | g1 | g2 | g3) < 0) return false;
+  K0 = g0 | (g1 << 24);
+  K1 = (g1 >>> 8) | (g2 << 16);
+  K2 = (g2 >>> 16) | (g3 << 8);
+  return true;
+}
+
+/** The slot a session id's probe run starts at in a table of `slots` (tests place ids with it). */
+export function homeSlot(id: string, slots: number): number {
+  if (!decode(id)) throw new RangeError('not a session id');
+  return home(K0, K1, K2) & (slots - 1);
+}
 
 export class SessionTable {
-  readonly #byBackend = new Map<string, Map<string, number>>();
+  #mask: number;
+  /** Three words of session id per slot. */
+  #keys: Int32Array;
+  /** Expiry per slot, seconds since #epoch; HELD for sessions an open WebSocket keeps. */
+  #exp: Int32Array;
+  /** Backend index per slot (1-based); EMPTY for a free slot. */
+  #who: Uint16Array;
+  #size = 0;
+  /** Backend id → index, index → id, index → live entries. */
+  readonly #index = new Map<string, number>();
+  readonly #ids: Array<string | undefined> = [undefined];
+  readonly #counts: number[] = [0];
   /** Session id → number of holders (open WebSockets); such entries have expiry HELD. */
   readonly #holds = new Map<string, number>();
   readonly #now: () => number;
   readonly #epoch: number;
-  #size = 0;
+  /** Where the next eviction sample starts (moves on, so every region gets its turn). */
+  #cursor = 0;
 
   /**
-   * A flood of cookieless requests creates a session each; past this many entries the oldest
-   * are forgotten (their counts drop early, their cookies keep working): memory stays bounded
-   * (~60 bytes an entry, ~60 MB at the cap) instead of growing with request rate × maxIdle.
+   * A flood of cookieless requests creates a session each; past this many entries the entry
+   * expiring first among a sample is forgotten (its count drops early, its cookie keeps working):
+   * memory stays bounded (at most 40 bytes an entry: ~40 MB at the default cap).
    */
   readonly #cap: number;
 
-  constructor(now: () => number, cap = 1_000_000) {
+  /** `slots`: the initial size, a power of two (tests start small to exercise wrap-around). */
+  constructor(now: () => number, cap = 1_000_000, slots = MIN_SLOTS) {
+    if (slots < 2 || (slots & (slots - 1)) !== 0) throw new RangeError('slots must be a power of two');
     this.#now = now;
     this.#epoch = now();
     this.#cap = cap;
+    this.#mask = slots - 1;
+    this.#keys = new Int32Array(slots * 3);
+    this.#exp = new Int32Array(slots);
+    this.#who = new Uint16Array(slots);
   }
 
   #sec(ms: number): number {
     if (ms === Infinity) return HELD;
-    return Math.min(HELD - 1, Math.ceil((ms - this.#epoch) / 1000));
+    return Math.max(-HELD, Math.min(HELD - 1, Math.ceil((ms - this.#epoch) / 1000)));
   }
 
   #nowSec(): number {
     return (this.#now() - this.#epoch) / 1000;
   }
 
-  /**
-   * Record that the session is live on `backend` until `expiresAt` (ms). `from` is where the
-   * caller knows it was: null for a session id just minted (nothing to look up), a backend id
-   * for a re-pin, undefined when unknown (every backend's map is searched).
-   */
-  touch(sessionId: string, backend: string, expiresAt: number, from?: string | null): void {
-    let map = this.#byBackend.get(backend);
-    const prev = map?.get(sessionId);
-    if (prev !== undefined) {
-      const e = this.#sec(expiresAt);
-      if (prev !== HELD && e > prev) map!.set(sessionId, e);
-      return;
+  /** The id stored at `slot`, as 16 base64url characters. */
+  #encode(slot: number): string {
+    const k0 = this.#keys[slot * 3];
+    const k1 = this.#keys[slot * 3 + 1];
+    const k2 = this.#keys[slot * 3 + 2];
+    const groups = [k0 & 0xffffff, ((k0 >>> 24) | (k1 << 8)) & 0xffffff, ((k1 >>> 16) | (k2 << 16)) & 0xffffff, (k2 >>> 8) & 0xffffff];
+    let s = '';
+    for (const x of groups) s += ALPHABET[x >>> 18] + ALPHABET[(x >>> 12) & 63] + ALPHABET[(x >>> 6) & 63] + ALPHABET[x & 63];
+    return s;
+  }
+
+  /** Slot holding the decoded id, or -1. */
+  #find(): number {
+    const keys = this.#keys;
+    const mask = this.#mask;
+    for (let i = home(K0, K1, K2) & mask; ; i = (i + 1) & mask) {
+      if (this.#who[i] === EMPTY) return -1;
+      if (keys[i * 3] === K0 && keys[i * 3 + 1] === K1 && keys[i * 3 + 2] === K2) return i;
     }
-    if (from !== null) this.#moveOut(sessionId, map, from);
-    if (this.#size >= this.#cap) this.#evictOldest();
-    if (!map) this.#byBackend.set(backend, (map = new Map()));
-    map.set(sessionId, this.#sec(expiresAt));
+  }
+
+  #backendIndex(backend: string): number {
+    let idx = this.#index.get(backend);
+    if (idx === undefined) {
+      idx = this.#ids.indexOf(undefined, 1);
+      if (idx === -1) idx = this.#ids.length;
+      if (idx > 0xffff) throw new RangeError('more than 65,535 backends in one session table');
+      this.#ids[idx] = backend;
+      this.#counts[idx] = 0;
+      this.#index.set(backend, idx);
+    }
+    return idx;
+  }
+
+  /** Put the decoded id in a free slot (the id is not in the table; there is room). */
+  #insert(who: number, exp: number): void {
+    const mask = this.#mask;
+    let i = home(K0, K1, K2) & mask;
+    while (this.#who[i] !== EMPTY) i = (i + 1) & mask;
+    this.#keys[i * 3] = K0;
+    this.#keys[i * 3 + 1] = K1;
+    this.#keys[i * 3 + 2] = K2;
+    this.#exp[i] = exp;
+    this.#who[i] = who;
+    this.#counts[who]++;
     this.#size++;
   }
 
-  /** A re-pinned session leaves its old backend's map. */
-  #moveOut(sessionId: string, to: Map<string, number> | undefined, from: string | undefined): void {
-    const maps = from !== undefined ? [this.#byBackend.get(from)] : this.#byBackend.values();
-    for (const other of maps) {
-      if (other && other !== to && other.delete(sessionId)) {
-        this.#size--;
-        this.#holds.delete(sessionId);
-        return;
-      }
+  /** Free `slot`, shifting later entries of its probe run back (linear probing without tombstones). */
+  #remove(slot: number): void {
+    const keys = this.#keys;
+    const exp = this.#exp;
+    const who = this.#who;
+    const mask = this.#mask;
+    this.#counts[who[slot]]--;
+    this.#size--;
+    let hole = slot;
+    for (let j = (hole + 1) & mask; who[j] !== EMPTY; j = (j + 1) & mask) {
+      const h = home(keys[j * 3], keys[j * 3 + 1], keys[j * 3 + 2]) & mask;
+      // The entry at j may fill the hole only if its home is not cyclically within (hole, j].
+      const stays = hole <= j ? h > hole && h <= j : h > hole || h <= j;
+      if (stays) continue;
+      keys[hole * 3] = keys[j * 3];
+      keys[hole * 3 + 1] = keys[j * 3 + 1];
+      keys[hole * 3 + 2] = keys[j * 3 + 2];
+      exp[hole] = exp[j];
+      who[hole] = who[j];
+      hole = j;
+    }
+    who[hole] = EMPTY;
+  }
+
+  /**
+   * Double the slots once the table is half full. Eviction keeps entries at the cap, so slots
+   * stop at twice the cap; only sessions held by WebSockets (never evicted) can go past it.
+   */
+  #grow(): void {
+    const slots = this.#mask + 1;
+    if (this.#size * 2 < slots) return;
+    const { keys, exp, who } = { keys: this.#keys, exp: this.#exp, who: this.#who };
+    this.#mask = slots * 2 - 1;
+    this.#keys = new Int32Array(slots * 2 * 3);
+    this.#exp = new Int32Array(slots * 2);
+    this.#who = new Uint16Array(slots * 2);
+    this.#size = 0;
+    for (let i = 0; i < this.#counts.length; i++) this.#counts[i] = 0;
+    for (let i = 0; i < slots; i++) {
+      if (who[i] === EMPTY) continue;
+      K0 = keys[i * 3];
+      K1 = keys[i * 3 + 1];
+      K2 = keys[i * 3 + 2];
+      this.#insert(who[i], exp[i]);
     }
   }
 
-  /** Forget the oldest entry of the largest backend that is not held by a WebSocket. */
-  #evictOldest(): void {
-    let largest: Map<string, number> | undefined;
-    for (const m of this.#byBackend.values()) if (!largest || m.size > largest.size) largest = m;
-    if (!largest) return;
-    for (const [sid, e] of largest) {
-      if (e === HELD) continue;
-      largest.delete(sid);
-      this.#size--;
-      return;
+  /** Forget the entry expiring first among a few, skipping held ones. */
+  #evictOne(): void {
+    const who = this.#who;
+    const exp = this.#exp;
+    const mask = this.#mask;
+    let victim = -1;
+    let seen = 0;
+    let i = this.#cursor;
+    for (let n = 0; n <= mask && seen < EVICTION_SAMPLE; n++, i = (i + 1) & mask) {
+      if (who[i] === EMPTY || exp[i] === HELD) continue;
+      seen++;
+      if (victim === -1 || exp[i] < exp[victim]) victim = i;
     }
+    this.#cursor = i;
+    if (victim !== -1) this.#remove(victim);
+  }
+
+  /**
+   * Record that the session is live on `backend` until `expiresAt` (ms). A session the table has
+   * on another backend (re-pinned) moves. Ids other than 16 base64url characters are ignored:
+   * lb mints every session id.
+   */
+  touch(sessionId: string, backend: string, expiresAt: number): void {
+    if (!decode(sessionId)) return;
+    const who = this.#backendIndex(backend);
+    const e = this.#sec(expiresAt);
+    const slot = this.#find();
+    if (slot !== -1) {
+      if (this.#who[slot] === who) {
+        if (this.#exp[slot] !== HELD && e > this.#exp[slot]) this.#exp[slot] = e;
+        return;
+      }
+      // Re-pinned: it leaves its old backend (and any hold there).
+      this.#holds.delete(sessionId);
+      this.#remove(slot);
+    }
+    if (this.#size >= this.#cap) this.#evictOne();
+    this.#grow();
+    this.#insert(who, e);
   }
 
   /** Is this session still live on this backend (e.g. held by an open WebSocket)? */
   isLive(sessionId: string, backend: string): boolean {
-    const e = this.#byBackend.get(backend)?.get(sessionId);
-    return e !== undefined && e > this.#nowSec();
+    if (!decode(sessionId)) return false;
+    const slot = this.#find();
+    return slot !== -1 && this.#ids[this.#who[slot]] === backend && this.#exp[slot] > this.#nowSec();
   }
 
   /**
@@ -104,49 +267,58 @@ export class SessionTable {
     return () => {
       if (released) return;
       released = true;
-      const map = this.#byBackend.get(backend);
-      if (!map?.has(sessionId)) return;
+      if (!decode(sessionId)) return;
+      const slot = this.#find();
+      if (slot === -1 || this.#ids[this.#who[slot]] !== backend) return;
       const n = (this.#holds.get(sessionId) ?? 1) - 1;
       if (n > 0) return void this.#holds.set(sessionId, n);
       this.#holds.delete(sessionId);
-      map.set(sessionId, this.#sec(this.#now() + idleMs));
+      this.#exp[slot] = this.#sec(this.#now() + idleMs);
     };
   }
 
   /** Sessions held by open WebSockets: [session id, backend]. */
   held(): Array<[string, string]> {
     const out: Array<[string, string]> = [];
-    for (const [backend, map] of this.#byBackend) for (const [id, e] of map) if (e === HELD) out.push([id, backend]);
+    for (let i = 0; i <= this.#mask; i++) {
+      if (this.#who[i] !== EMPTY && this.#exp[i] === HELD) out.push([this.#encode(i), this.#ids[this.#who[i]]!]);
+    }
     return out;
   }
 
   count(backend: string): number {
-    return this.#byBackend.get(backend)?.size ?? 0;
+    const idx = this.#index.get(backend);
+    return idx === undefined ? 0 : this.#counts[idx];
   }
 
   get size(): number {
     return this.#size;
   }
 
+  /** Drop a backend's entries and free its index. O(slots); an admin action, not per request. */
   forgetBackend(backend: string): void {
-    const map = this.#byBackend.get(backend);
-    if (!map) return;
-    for (const id of map.keys()) this.#holds.delete(id);
-    this.#size -= map.size;
-    this.#byBackend.delete(backend);
+    const idx = this.#index.get(backend);
+    if (idx === undefined) return;
+    this.#dropWhere((i) => {
+      if (this.#who[i] !== idx) return false;
+      if (this.#exp[i] === HELD) this.#holds.delete(this.#encode(i));
+      return true;
+    });
+    this.#index.delete(backend);
+    this.#ids[idx] = undefined;
   }
 
-  /** Drop expired entries. O(n); run on a timer, not per request. */
+  /** Drop expired entries. O(slots); run on a timer, not per request. */
   sweep(): void {
     const now = this.#nowSec();
-    for (const [backend, map] of this.#byBackend) {
-      for (const [sid, e] of map) {
-        if (e <= now) {
-          map.delete(sid);
-          this.#size--;
-        }
-      }
-      if (map.size === 0) this.#byBackend.delete(backend);
+    this.#dropWhere((i) => this.#exp[i] <= now);
+  }
+
+  /** Remove every entry `drop` picks. A slot is looked at again after a removal (a later entry may have shifted into it). */
+  #dropWhere(drop: (slot: number) => boolean): void {
+    for (let i = 0; i <= this.#mask; ) {
+      if (this.#who[i] !== EMPTY && drop(i)) this.#remove(i);
+      else i++;
     }
   }
 }

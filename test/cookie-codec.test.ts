@@ -184,6 +184,20 @@ describe('SessionTable', () => {
     }
   });
 
+  it('grows with a flood and gives the memory back once the flood has expired', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    const { randomBytes } = await import('node:crypto');
+    let now = 0;
+    const t = new SessionTable(() => now);
+    const ids = randomBytes(12 * 20_000);
+    for (let i = 0; i < 20_000; i++) t.touch(ids.toString('base64url', i * 12, i * 12 + 12), 'n1', i < 19_990 ? 10_000 : 100_000);
+    expect([t.size, t.slots]).toEqual([20_000, 65_536]); // at most half full
+    now = 50_000;
+    t.sweep();
+    expect([t.size, t.count('n1'), t.slots]).toEqual([10, 10, 1024]); // back to its initial size
+    for (let i = 19_990; i < 20_000; i++) expect(t.isLive(ids.toString('base64url', i * 12, i * 12 + 12), 'n1')).toBe(true);
+  });
+
   it('ignores ids lb could not have minted', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const t = new SessionTable(() => 0);

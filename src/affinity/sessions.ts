@@ -8,8 +8,8 @@
  * bytes (16 base64url characters), stored as three 32-bit words; beside it, its expiry in whole
  * seconds since the table's epoch (rounded up, so an entry may outlive its cookie by under a
  * second) and its backend's index. No string, record or Map slot per session: a full major GC
- * does not visit a million sessions, and an entry costs 20 bytes at most twice over (the table
- * grows by doubling, kept at most half full). The earlier layout, a Map of id strings per
+ * does not visit a million sessions. A slot is 18 bytes; the table doubles when half full and
+ * halves, on sweep, when under an eighth full. The earlier layout, a Map of id strings per
  * backend, cost ~100 bytes of RSS per session and evicted by scanning the Map's deleted slots
  * (bench/RESULTS.md).
  */
@@ -67,7 +67,7 @@ export function homeSlot(id: string, slots: number): number {
 
 export class SessionTable {
   #mask: number;
-  /** Three words of session id per slot. */
+  /** Three words of session id per slot (a slot is 12 + 4 + 2 = 18 bytes across the three arrays). */
   #keys: Int32Array;
   /** Expiry per slot, seconds since #epoch; HELD for sessions an open WebSocket keeps. */
   #exp: Int32Array;
@@ -88,9 +88,10 @@ export class SessionTable {
   /**
    * A flood of cookieless requests creates a session each; past this many entries the entry
    * expiring first among a sample is forgotten (its count drops early, its cookie keeps working):
-   * memory stays bounded (at most 40 bytes an entry: ~40 MB at the default cap).
+   * memory stays bounded (2^21 slots, 38 MB, at the default cap).
    */
   readonly #cap: number;
+  readonly #minSlots: number;
 
   /** `slots`: the initial size, a power of two (tests start small to exercise wrap-around). */
   constructor(now: () => number, cap = 1_000_000, slots = MIN_SLOTS) {
@@ -98,6 +99,7 @@ export class SessionTable {
     this.#now = now;
     this.#epoch = now();
     this.#cap = cap;
+    this.#minSlots = slots;
     this.#mask = slots - 1;
     this.#keys = new Int32Array(slots * 3);
     this.#exp = new Int32Array(slots);
@@ -191,15 +193,21 @@ export class SessionTable {
    */
   #grow(): void {
     const slots = this.#mask + 1;
-    if (this.#size * 2 < slots) return;
+    if (this.#size * 2 >= slots) this.#rehash(slots * 2);
+  }
+
+  /** Move every entry into a table of `slots` slots. */
+  #rehash(slots: number): void {
     const { keys, exp, who } = { keys: this.#keys, exp: this.#exp, who: this.#who };
-    this.#mask = slots * 2 - 1;
-    this.#keys = new Int32Array(slots * 2 * 3);
-    this.#exp = new Int32Array(slots * 2);
-    this.#who = new Uint16Array(slots * 2);
+    const old = this.#mask + 1;
+    this.#mask = slots - 1;
+    this.#keys = new Int32Array(slots * 3);
+    this.#exp = new Int32Array(slots);
+    this.#who = new Uint16Array(slots);
     this.#size = 0;
+    this.#cursor = 0;
     for (let i = 0; i < this.#counts.length; i++) this.#counts[i] = 0;
-    for (let i = 0; i < slots; i++) {
+    for (let i = 0; i < old; i++) {
       if (who[i] === EMPTY) continue;
       K0 = keys[i * 3];
       K1 = keys[i * 3 + 1];
@@ -295,6 +303,11 @@ export class SessionTable {
     return this.#size;
   }
 
+  /** Slots allocated (18 bytes each): the table's memory, which grows and shrinks with it. */
+  get slots(): number {
+    return this.#mask + 1;
+  }
+
   /** Drop a backend's entries and free its index. O(slots); an admin action, not per request. */
   forgetBackend(backend: string): void {
     const idx = this.#index.get(backend);
@@ -308,10 +321,16 @@ export class SessionTable {
     this.#ids[idx] = undefined;
   }
 
-  /** Drop expired entries. O(slots); run on a timer, not per request. */
+  /**
+   * Drop expired entries. O(slots); run on a timer, not per request. Once a flood has expired,
+   * the table shrinks back (to a quarter full at most), so its memory is returned.
+   */
   sweep(): void {
     const now = this.#nowSec();
     this.#dropWhere((i) => this.#exp[i] <= now);
+    let slots = this.#mask + 1;
+    while (slots > this.#minSlots && this.#size * 8 < slots) slots /= 2;
+    if (slots < this.#mask + 1) this.#rehash(slots);
   }
 
   /** Remove every entry `drop` picks. A slot is looked at again after a removal (a later entry may have shifted into it). */

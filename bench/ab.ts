@@ -7,12 +7,17 @@
  * the median as a Markdown table. This is how bench/RESULTS.md's "what each change bought" rows
  * are measured; the full side-by-side run (bench/run.ts) takes too long per change.
  *
- *   node --import tsx bench/ab.ts [--rounds 5] [--seconds 5] [--path /100] [--returning] VARIANT…
+ *   node --import tsx bench/ab.ts [--rounds 5] [--seconds 5] [--path /100] [--returning] [--paired] VARIANT…
  *
  * VARIANT is REV:MODE (a git revision, or `.` for the working tree's dist/; MODE `none` or
  * `cookie`, default none) or `floor` (bench/proxies/floor.cjs, the least a Node proxy can do).
  * --returning sends back 1,000 cookies each variant issued (cookie mode), else no cookies.
+ * --paired (two variants): both run at the same time, both pinned to CPU 0, each under its own
+ * wrk; the result is the ratio B/A per round. On a host whose speed drifts between runs, this
+ * compares A and B under the same conditions. Sharing a core adds context switches to both, so
+ * the ratio understates a difference; A against itself reads 1.00 ± 0.02.
  *   e.g. node --import tsx bench/ab.ts HEAD~1:none HEAD:none floor
+ *        node --import tsx bench/ab.ts --paired HEAD~1:cookie HEAD:cookie
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
@@ -33,9 +38,11 @@ const seconds = opt('--seconds', 5);
 const pathAt = args.indexOf('--path');
 const path = pathAt >= 0 ? args[pathAt + 1] : '/100';
 const returning = args.includes('--returning');
+const paired = args.includes('--paired');
 const variants = args.filter((a, i) => !a.startsWith('--') && !['--rounds', '--seconds', '--path'].includes(args[i - 1]));
-if (!variants.length) {
-  console.error('usage: node --import tsx bench/ab.ts [--rounds 5] [--seconds 5] [--path /100] [--returning] REV[:none|cookie]… [floor]');
+if (!variants.length || (paired && variants.length !== 2)) {
+  console.error('usage: node --import tsx bench/ab.ts [--rounds 5] [--seconds 5] [--path /100] [--returning] [--paired] REV[:none|cookie]… [floor]');
+  console.error('       (--paired takes exactly two variants)');
   process.exit(2);
 }
 
@@ -81,20 +88,22 @@ function variant(spec: string, dir: string): Variant {
   return { label: spec, start: (d, bports, tag) => startLb(d, bports, tag, '1', affinity, '0', spec, undefined, entry) };
 }
 
-async function measureOnce(v: Variant, dir: string, bports: number[], tag: string): Promise<number> {
-  const t = await v.start(dir, bports, tag);
+/** Start each variant, load them all at once (one wrk each), and return their CPU µs per request. */
+async function measureTogether(vs: Variant[], dir: string, bports: number[], tag: string): Promise<number[]> {
+  const ts: Target[] = [];
   try {
-    if (returning) await mintCookies(t, dir);
-    const url = `http://127.0.0.1:${t.port}${path}`;
-    await runWrk(url, 2, t.script); // warm-up
-    const pids = t.pids();
-    const before = pids.reduce((a, pid) => a + cpuUs(pid), 0);
-    const w = parseWrk(await runWrk(url, seconds, t.script));
-    const after = pids.reduce((a, pid) => a + cpuUs(pid), 0);
-    if (w.errors) console.error(`${v.label}: ${w.errors} errors`);
-    return (after - before) / w.requests;
+    for (const [i, v] of vs.entries()) ts.push(await v.start(dir, bports, `${tag}-${i}`));
+    if (returning) for (const t of ts) await mintCookies(t, dir);
+    const urls = ts.map((t) => `http://127.0.0.1:${t.port}${path}`);
+    await Promise.all(ts.map((t, i) => runWrk(urls[i], 2, t.script))); // warm-up
+    const cpu = (t: Target): number => t.pids().reduce((a, pid) => a + cpuUs(pid), 0);
+    const before = ts.map(cpu);
+    const ws = (await Promise.all(ts.map((t, i) => runWrk(urls[i], seconds, t.script)))).map(parseWrk);
+    const after = ts.map(cpu);
+    for (const [i, w] of ws.entries()) if (w.errors) console.error(`${vs[i].label}: ${w.errors} errors`);
+    return ws.map((w, i) => (after[i] - before[i]) / w.requests);
   } finally {
-    for (const pid of [...t.pids().flatMap((p) => descendants(p)), ...t.pids()]) {
+    for (const pid of ts.flatMap((t) => [...t.pids().flatMap((p) => descendants(p)), ...t.pids()])) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
@@ -113,15 +122,22 @@ async function main(): Promise<void> {
     const bports = JSON.parse(await firstLine(be)) as number[];
     const results = vs.map(() => [] as number[]);
     for (let r = 0; r < rounds; r++) {
-      for (const [i, v] of vs.entries()) {
-        const us = await measureOnce(v, dir, bports, `r${r}-${i}`);
-        results[i].push(us);
-        console.error(`round ${r + 1}/${rounds} ${v.label}: ${us.toFixed(1)} µs/req`);
+      const groups = paired ? [vs] : vs.map((v) => [v]);
+      for (const [g, group] of groups.entries()) {
+        const us = await measureTogether(group, dir, bports, `r${r}-${g}`);
+        for (const [i, v] of group.entries()) {
+          results[vs.indexOf(v)].push(us[i]);
+          console.error(`round ${r + 1}/${rounds} ${v.label}: ${us[i].toFixed(1)} µs/req`);
+        }
       }
     }
-    console.log(`${path}${returning ? ', returning users' : ''}; ${rounds} rounds × ${seconds} s; lb CPU µs per request\n`);
+    console.log(`${path}${returning ? ', returning users' : ''}; ${rounds} rounds × ${seconds} s${paired ? ', paired (both at once on CPU 0)' : ''}; lb CPU µs per request\n`);
     console.log('| variant | rounds | median |\n|---|---|---:|');
     for (const [i, v] of vs.entries()) console.log(`| ${v.label} | ${results[i].map((x) => x.toFixed(1)).join(' ')} | ${median(results[i]).toFixed(1)} |`);
+    if (paired) {
+      const ratios = results[1].map((b, r) => b / results[0][r]);
+      console.log(`| ${vs[1].label} / ${vs[0].label} | ${ratios.map((x) => x.toFixed(3)).join(' ')} | ${median(ratios).toFixed(3)} |`);
+    }
   } finally {
     cleanup(); // the backends process, by PID
     for (const wt of worktrees) execFileSync('git', ['worktree', 'remove', '--force', wt], { stdio: 'ignore' });

@@ -202,7 +202,8 @@ describe('SessionTable', () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const t = new SessionTable(() => 0);
     for (const id of ['', 'short', 'x'.repeat(17), 'abc+def/ghijklmn', 'abcdefghijklmnoé']) t.touch(id, 'n1', 10_000);
-    expect([t.size, t.count('n1'), t.isLive('short', 'n1')]).toEqual([0, 0, false]);
+    t.hold('short', 'n1', 1000)();
+    expect([t.size, t.count('n1'), t.isLive('short', 'n1'), t.held()]).toEqual([0, 0, false, []]);
   });
 });
 

@@ -269,6 +269,7 @@ export class SessionTable {
    * idle out from then on (HAProxy #1480: a WebSocket user must not lose the session).
    */
   hold(sessionId: string, backend: string, idleMs: number): () => void {
+    if (!decode(sessionId)) return () => undefined; // not an id lb minted: nothing to keep
     this.touch(sessionId, backend, Infinity);
     this.#holds.set(sessionId, (this.#holds.get(sessionId) ?? 0) + 1);
     let released = false;

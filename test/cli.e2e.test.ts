@@ -109,7 +109,9 @@ describe('the lb CLI against a real lb process', () => {
   });
 
   it('add, weight, remove (refused while busy), restart keeps it all, cookies still work; bad input exits 1 with the error', async () => {
-    const s = await setup(['n1', 'n2']);
+    // maxIdle is long here: n4's sessions must still count when `remove` runs, and the old cookie
+    // must still be live after the restart, however long the CLI processes take to start.
+    const s = await setup(['n1', 'n2'], '1m');
     const lb = await startLbProcess(s.file);
     const agent = testAgent();
     const old = new JarClient(s.base, agent);

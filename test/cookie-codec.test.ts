@@ -88,7 +88,7 @@ describe('SessionTable', () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const t = new SessionTable(() => 0, 100);
     const release = t.hold(sid(-1), 'n1', 1000);
-    // Session i expires at i seconds: later sessions are the more recently active.
+    // Session i expires at i + 1 seconds: later sessions are the more recently active.
     for (let i = 0; i < 1000; i++) t.touch(sid(i), i % 2 ? 'n1' : 'n2', 1000 * (i + 1));
     expect(t.size).toBe(100);
     expect(t.count('n1') + t.count('n2')).toBe(100);
@@ -136,7 +136,7 @@ describe('SessionTable', () => {
     const ids = Array.from({ length: count }, () => randomBytes(12).toString('base64url'));
     let seed = 7;
     const rand = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
-    for (let step = 0; step < 40_000; step++) {
+    for (let step = 0; step < (count <= 40 ? 10_000 : 40_000); step++) {
       const id = ids[rand(ids.length)];
       const backend = `n${rand(4)}`;
       const exp = now + 1000 * (1 + rand(60));
@@ -149,9 +149,18 @@ describe('SessionTable', () => {
         t.sweep();
         for (const [k, v] of model) if (Math.ceil(v.exp / 1000) <= now / 1000) model.delete(k);
       }
-      if (step === 30_000) {
+      if (step === 7_000) {
         t.forgetBackend('n2');
         for (const [k, v] of model) if (v.backend === 'n2') model.delete(k);
+      }
+      // The small table is compared after every step: a lost or misplaced entry is caught where it happens.
+      if (count <= 40) {
+        let bad = t.size === model.size ? '' : `size ${t.size} ≠ ${model.size}`;
+        for (const k of ids) {
+          const m = model.get(k);
+          if (t.isLive(k, m?.backend ?? 'none') !== (m !== undefined && m.exp > now)) bad += ` ${k} on ${m?.backend}`;
+        }
+        if (bad) expect(bad, `step ${step}`).toBe('');
       }
     }
     expect(t.size).toBe(model.size);
@@ -196,6 +205,23 @@ describe('SessionTable', () => {
     t.sweep();
     expect([t.size, t.count('n1'), t.slots]).toEqual([10, 10, 1024]); // back to its initial size
     for (let i = 19_990; i < 20_000; i++) expect(t.isLive(ids.toString('base64url', i * 12, i * 12 + 12), 'n1')).toBe(true);
+  });
+
+  it('stores the session being added when that insert grows the table (a WebSocket hold included)', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    const { randomBytes } = await import('node:crypto');
+    const now = 0;
+    const t = new SessionTable(() => now);
+    const ids = Array.from({ length: 513 }, () => randomBytes(12).toString('base64url'));
+    for (const id of ids.slice(0, 512)) t.touch(id, 'n1', 10_000);
+    const ws = ids[512];
+    const release = t.hold(ws, 'n2', 1000); // the 513th entry: the table doubles first
+    expect(t.slots).toBe(2048);
+    expect(t.held()).toEqual([[ws, 'n2']]);
+    expect(ids.every((id, i) => t.isLive(id, i < 512 ? 'n1' : 'n2'))).toBe(true);
+    expect([t.size, t.count('n1'), t.count('n2')]).toEqual([513, 512, 1]);
+    release();
+    expect(t.held()).toEqual([]);
   });
 
   it('ignores ids lb could not have minted', async () => {

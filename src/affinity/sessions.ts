@@ -18,6 +18,12 @@ const EMPTY = 0; // `who` of a free slot (backend indices start at 1)
 const MIN_SLOTS = 1024;
 /** Entries looked at when the table is full; the one expiring first is forgotten (Redis-style sampled LRU). */
 const EVICTION_SAMPLE = 8;
+/**
+ * Slots looked at for that sample at most: with the table full of sessions held by WebSockets
+ * (never evicted) nothing is forgotten and the table goes past its cap, instead of every new
+ * session scanning the whole table.
+ */
+const EVICTION_SCAN = 1024;
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const SEXTET = new Int8Array(128).fill(-1);
@@ -40,7 +46,11 @@ function home(k0: number, k1: number, k2: number): number {
   return Math.imul(k0 ^ Math.imul(k1, 0x9e3779b1) ^ Math.imul(k2, 0x85ebca77), 0xc2b2ae3d) >>> 8;
 }
 
-/** The id last decoded (one lookup at a time: nothing between decoding and using it yields). */
+/**
+ * The id last decoded, for #find (one lookup at a time: nothing between decoding and using it
+ * yields). Whatever may run between a decode and an insert (eviction, growth) does not use these,
+ * and inserts take the words as arguments.
+ */
 let K0 = 0;
 let K1 = 0;
 let K2 = 0;
@@ -149,14 +159,14 @@ export class SessionTable {
     return idx;
   }
 
-  /** Put the decoded id in a free slot (the id is not in the table; there is room). */
-  #insert(who: number, exp: number): void {
+  /** Put the id (k0, k1, k2) in a free slot (it is not in the table; there is room). */
+  #insert(k0: number, k1: number, k2: number, who: number, exp: number): void {
     const mask = this.#mask;
-    let i = home(K0, K1, K2) & mask;
+    let i = home(k0, k1, k2) & mask;
     while (this.#who[i] !== EMPTY) i = (i + 1) & mask;
-    this.#keys[i * 3] = K0;
-    this.#keys[i * 3 + 1] = K1;
-    this.#keys[i * 3 + 2] = K2;
+    this.#keys[i * 3] = k0;
+    this.#keys[i * 3 + 1] = k1;
+    this.#keys[i * 3 + 2] = k2;
     this.#exp[i] = exp;
     this.#who[i] = who;
     this.#counts[who]++;
@@ -208,11 +218,7 @@ export class SessionTable {
     this.#cursor = 0;
     for (let i = 0; i < this.#counts.length; i++) this.#counts[i] = 0;
     for (let i = 0; i < old; i++) {
-      if (who[i] === EMPTY) continue;
-      K0 = keys[i * 3];
-      K1 = keys[i * 3 + 1];
-      K2 = keys[i * 3 + 2];
-      this.#insert(who[i], exp[i]);
+      if (who[i] !== EMPTY) this.#insert(keys[i * 3], keys[i * 3 + 1], keys[i * 3 + 2], who[i], exp[i]);
     }
   }
 
@@ -224,7 +230,7 @@ export class SessionTable {
     let victim = -1;
     let seen = 0;
     let i = this.#cursor;
-    for (let n = 0; n <= mask && seen < EVICTION_SAMPLE; n++, i = (i + 1) & mask) {
+    for (let n = 0; n <= mask && n < EVICTION_SCAN && seen < EVICTION_SAMPLE; n++, i = (i + 1) & mask) {
       if (who[i] === EMPTY || exp[i] === HELD) continue;
       seen++;
       if (victim === -1 || exp[i] < exp[victim]) victim = i;
@@ -252,9 +258,12 @@ export class SessionTable {
       this.#holds.delete(sessionId);
       this.#remove(slot);
     }
+    const k0 = K0;
+    const k1 = K1;
+    const k2 = K2;
     if (this.#size >= this.#cap) this.#evictOne();
     this.#grow();
-    this.#insert(who, e);
+    this.#insert(k0, k1, k2, who, e);
   }
 
   /** Is this session still live on this backend (e.g. held by an open WebSocket)? */

@@ -15,7 +15,7 @@
  * --paired (two variants): both run at the same time, both pinned to CPU 0, each under its own
  * wrk; the result is the ratio B/A per round. On a host whose speed drifts between runs, this
  * compares A and B under the same conditions. Sharing a core adds context switches to both, so
- * the ratio understates a difference; A against itself reads 1.00 ± 0.02.
+ * the ratio understates a difference. Run A against itself first to see the spread on the day.
  *   e.g. node --import tsx bench/ab.ts HEAD~1:none HEAD:none floor
  *        node --import tsx bench/ab.ts --paired HEAD~1:cookie HEAD:cookie
  */

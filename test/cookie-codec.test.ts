@@ -224,6 +224,20 @@ describe('SessionTable', () => {
     expect(t.held()).toEqual([]);
   });
 
+  it('reuses the index of a backend with no sessions left once 65,535 backends have come and gone', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    const t = new SessionTable(() => 0);
+    const [a, b] = [sid(1), sid(2)];
+    t.touch(b, 'steady', 10_000);
+    // One session re-pinned across 70,000 backend ids, never forgotten (as after removals by reload).
+    for (let i = 0; i < 70_000; i++) t.touch(a, `n${i}`, 10_000);
+    expect([t.size, t.count('n69999'), t.count('n0'), t.count('steady')]).toEqual([2, 1, 0, 1]);
+    expect([t.isLive(a, 'n69999'), t.isLive(b, 'steady')]).toEqual([true, true]);
+    t.forgetBackend('n69999');
+    t.touch(a, 'again', 10_000); // takes the freed index
+    expect([t.size, t.count('again'), t.count('steady')]).toEqual([2, 1, 1]);
+  });
+
   it('ignores ids lb could not have minted', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const t = new SessionTable(() => 0);

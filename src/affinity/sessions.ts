@@ -88,6 +88,8 @@ export class SessionTable {
   readonly #index = new Map<string, number>();
   readonly #ids: Array<string | undefined> = [undefined];
   readonly #counts: number[] = [0];
+  /** Indices forgetBackend gave back. */
+  readonly #free: number[] = [];
   /** Session id → number of holders (open WebSockets); such entries have expiry HELD. */
   readonly #holds = new Map<string, number>();
   readonly #now: () => number;
@@ -146,16 +148,22 @@ export class SessionTable {
     }
   }
 
+  /**
+   * The backend's index, assigned on its first session. Indices freed by forgetBackend are reused
+   * first. Once all 65,535 are taken (backends removed without forgetBackend, over a long life),
+   * one whose backend has no entries left is taken over; -1 only if 65,535 backends all hold
+   * sessions at once (that session is then not counted).
+   */
   #backendIndex(backend: string): number {
     let idx = this.#index.get(backend);
-    if (idx === undefined) {
-      idx = this.#ids.indexOf(undefined, 1);
-      if (idx === -1) idx = this.#ids.length;
-      if (idx > 0xffff) throw new RangeError('more than 65,535 backends in one session table');
-      this.#ids[idx] = backend;
-      this.#counts[idx] = 0;
-      this.#index.set(backend, idx);
-    }
+    if (idx !== undefined) return idx;
+    idx = this.#free.pop() ?? (this.#ids.length <= 0xffff ? this.#ids.length : this.#counts.indexOf(0, 1));
+    if (idx === -1) return -1;
+    const previous = this.#ids[idx];
+    if (previous !== undefined) this.#index.delete(previous);
+    this.#ids[idx] = backend;
+    this.#counts[idx] = 0;
+    this.#index.set(backend, idx);
     return idx;
   }
 
@@ -247,6 +255,7 @@ export class SessionTable {
   touch(sessionId: string, backend: string, expiresAt: number): void {
     if (!decode(sessionId)) return;
     const who = this.#backendIndex(backend);
+    if (who === -1) return;
     const e = this.#sec(expiresAt);
     const slot = this.#find();
     if (slot !== -1) {
@@ -329,6 +338,7 @@ export class SessionTable {
     });
     this.#index.delete(backend);
     this.#ids[idx] = undefined;
+    this.#free.push(idx);
   }
 
   /**

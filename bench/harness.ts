@@ -235,7 +235,7 @@ export async function mintCookies(t: Target, dir: string, n = 1000): Promise<voi
     agent.destroy();
   }
   if (!cookies.length) cookies.push('session=returning-user');
-  const script = join(dir, `cookies-${t.name.replace(/[^a-z0-9]+/gi, '-')}.lua`);
+  const script = join(dir, `cookies-${t.name.replace(/[^a-z0-9]+/gi, '-')}-${t.port}.lua`); // the port: two targets may share a name (bench:ab --paired A A)
   writeFileSync(
     script,
     `local cookies = { ${cookies.map((c) => JSON.stringify(c)).join(', ')} }

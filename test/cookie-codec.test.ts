@@ -24,6 +24,18 @@ describe('signed affinity cookie', () => {
     expect(a.ok && b.ok && a.claims.sessionId !== b.claims.sessionId).toBe(true);
   });
 
+  it('mints a new session: the id it returns is the one the cookie carries, signed like encode signs it', () => {
+    const m = codec.mint('node-3', T0 + 1500);
+    const d = codec.decode(m.value, T0 + 2000, limits);
+    expect(d.ok).toBe(true);
+    if (!d.ok) return;
+    expect(d.claims).toMatchObject({ sessionId: m.sessionId, token: codec.tokenFor('node-3'), issuedAt: T0 + 1000, lastSeen: T0 + 1000 });
+    expect(m.sessionId).toMatch(/^[A-Za-z0-9_-]{16}$/);
+    // The same claims through encode give the same cookie byte for byte.
+    expect(codec.encode({ backendId: 'node-3', sessionId: m.sessionId, issuedAt: T0 + 1500, lastSeen: T0 + 1500 })).toBe(m.value);
+    expect(codec.mint('node-3', T0).sessionId).not.toBe(m.sessionId);
+  });
+
   const flip = (v: string, i: number): string => {
     const buf = Buffer.from(v, 'base64url');
     buf[i] ^= 1;
@@ -264,5 +276,9 @@ describe('HmacSha256', () => {
       }
     }
     expect(() => new HmacSha256('k', 4).digest(Buffer.alloc(5))).toThrow(RangeError);
+    // digestInto: a prefix of the MAC, written in place after the message it signs.
+    const buf = randomBytes(49);
+    new HmacSha256('k', 33).digestInto(buf, 33, buf, 33, 16);
+    expect(buf.subarray(33).equals(createHmac('sha256', 'k').update(buf.subarray(0, 33)).digest().subarray(0, 16))).toBe(true);
   });
 });

@@ -1,5 +1,5 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { randomBase64url } from '../util/random.js';
+import { randomBase64url, randomInto } from '../util/random.js';
 import { HmacSha256 } from '../util/hmac.js';
 
 /**
@@ -110,18 +110,44 @@ export class CookieCodec {
     return [...this.#byId.keys()];
   }
 
+  /** The cookie being built (encode and mint are synchronous: one at a time). */
+  readonly #scratch = Buffer.allocUnsafe(TOTAL);
+
   encode(claims: { backendId: string; sessionId?: string; issuedAt: number; lastSeen: number }): string {
-    const key = this.#keys[0];
-    const buf = Buffer.allocUnsafe(TOTAL);
-    buf[0] = VERSION;
-    key.id.copy(buf, 1);
-    this.#tokenBytes(claims.backendId, key).copy(buf, 5);
+    const buf = this.#body(claims.backendId, claims.issuedAt, claims.lastSeen);
     // Decoded straight into place: 16 base64url characters are exactly 12 bytes.
     const sid = claims.sessionId ?? newSessionId();
     if (sid.length !== 16 || buf.write(sid, 13, 12, 'base64url') !== 12) throw new Error('session id must be 12 bytes');
-    buf.writeUInt32BE(Math.floor(claims.issuedAt / 1000) >>> 0, 25);
-    buf.writeUInt32BE(Math.floor(claims.lastSeen / 1000) >>> 0, 29);
-    key.mac.digest(buf.subarray(0, BODY)).copy(buf, BODY, 0, MAC);
+    return this.#sign(buf);
+  }
+
+  /**
+   * The cookie of a new session issued at `now` (ms), and the session's id: the id's 12 random
+   * bytes go straight into the cookie, which is signed in place (no buffer allocated, no id
+   * encoded and decoded again: under a cookieless flood this runs on every request).
+   */
+  mint(backendId: string, now: number): { value: string; sessionId: string } {
+    const buf = this.#body(backendId, now, now);
+    randomInto(buf, 13, 12);
+    return { sessionId: buf.toString('base64url', 13, 25), value: this.#sign(buf) };
+  }
+
+  /** Version, key id, backend token and times into the scratch cookie (the session id is the caller's). */
+  #body(backendId: string, issuedAt: number, lastSeen: number): Buffer {
+    const key = this.#keys[0];
+    const buf = this.#scratch;
+    buf[0] = VERSION;
+    for (let i = 0; i < 4; i++) buf[1 + i] = key.id[i];
+    const token = this.#tokenBytes(backendId, key);
+    for (let i = 0; i < 8; i++) buf[5 + i] = token[i];
+    buf.writeUInt32BE(Math.floor(issuedAt / 1000) >>> 0, 25);
+    buf.writeUInt32BE(Math.floor(lastSeen / 1000) >>> 0, 29);
+    return buf;
+  }
+
+  /** MAC the body into its own tail; the cookie's text. */
+  #sign(buf: Buffer): string {
+    this.#keys[0].mac.digestInto(buf, BODY, buf, BODY, MAC);
     return buf.toString('base64url');
   }
 

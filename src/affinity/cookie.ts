@@ -1,6 +1,6 @@
 import type { CookieAffinityConfig } from '../config/types.js';
 import type { PoolView } from '../balancer/registry.js';
-import { CookieCodec, newSessionId, type RejectReason } from './cookie-codec.js';
+import { CookieCodec, type RejectReason } from './cookie-codec.js';
 import { readCookie, serializeSetCookie } from './cookie-header.js';
 import { SessionTable } from './sessions.js';
 import type { Affinity, Decision, Lookup, RequestFacts, TouchSink } from './types.js';
@@ -79,9 +79,13 @@ export class CookieAffinity implements Affinity {
     const issuedAt = pinned ? pinned.issuedAt : now;
     const lastSeen = fresh ? pinned!.lastSeen : now;
     // A rejected cookie's session id is not trusted: the client starts a new session.
-    const sessionId = pinned ? pinned.id : newSessionId();
+    let sessionId: string;
+    let value: string | undefined;
+    if (pinned) {
+      sessionId = pinned.id;
+      value = fresh ? undefined : this.codec.encode({ backendId: d.backend.id, sessionId, issuedAt, lastSeen });
+    } else ({ sessionId, value } = this.codec.mint(d.backend.id, now));
     d.sessionId = sessionId;
-    const value = fresh ? undefined : this.codec.encode({ backendId: d.backend.id, sessionId, issuedAt, lastSeen });
     const expiresAt = Math.min(lastSeen + this.#config.maxIdle, issuedAt + this.#config.maxLife);
     this.#sessions.touch(sessionId, d.backend.id, expiresAt);
     this.#onTouch?.(sessionId, d.backend.id, expiresAt);

@@ -103,8 +103,17 @@ export class HmacSha256 {
 
   /** The 32-byte MAC of `msg` (at most `maxMessage` bytes). A fresh buffer. */
   digest(msg: Uint8Array): Buffer {
-    const n = msg.length;
-    if (n > this.#max) throw new RangeError(`message longer than ${this.#max} bytes`);
+    const out = Buffer.allocUnsafe(32);
+    this.digestInto(msg, msg.length, out, 0, 32);
+    return out;
+  }
+
+  /**
+   * The MAC of `msg[0..n]`, its first `outLength` bytes (≤ 32) written to `out` at `at`: no
+   * buffer is allocated (a cookie is signed into its own bytes).
+   */
+  digestInto(msg: Uint8Array, n: number, out: Uint8Array, at: number, outLength: number): void {
+    if (n > this.#max || n > msg.length) throw new RangeError(`message longer than ${this.#max} bytes, or than the buffer`);
     const s = this.#state;
     const w = this.#w;
     // Inner: H((K ⊕ ipad) ‖ msg), the key block already compressed.
@@ -112,7 +121,7 @@ export class HmacSha256 {
     const block = this.#block;
     const blocks = Math.ceil((n + 9) / 64);
     block.fill(0, 0, blocks * 64);
-    block.set(msg, 0);
+    for (let i = 0; i < n; i++) block[i] = msg[i];
     block[n] = 0x80;
     const bits = (64 + n) * 8; // < 2^32 for any message this class accepts
     const end = blocks * 64;
@@ -120,7 +129,7 @@ export class HmacSha256 {
     block[end - 3] = (bits >>> 16) & 0xff;
     block[end - 2] = (bits >>> 8) & 0xff;
     block[end - 1] = bits & 0xff;
-    for (let at = 0; at < end; at += 64) compress(s, block, at, w);
+    for (let off = 0; off < end; off += 64) compress(s, block, off, w);
     // Outer: H((K ⊕ opad) ‖ inner).
     const ob = this.#outerBlock;
     for (let i = 0; i < 8; i++) {
@@ -132,8 +141,6 @@ export class HmacSha256 {
     }
     s.set(this.#outerStart);
     compress(s, ob, 0, w);
-    const out = Buffer.allocUnsafe(32);
-    for (let i = 0; i < 8; i++) out.writeInt32BE(s[i], i * 4);
-    return out;
+    for (let i = 0; i < outLength; i++) out[at + i] = s[i >> 2] >>> (24 - 8 * (i & 3));
   }
 }

@@ -24,3 +24,10 @@ export function randomBase64url(n: number): string {
   const at = take(n);
   return POOL.toString('base64url', at, at + n);
 }
+
+/** `n` random bytes written into `buf` at `at` (copied from the pool). */
+export function randomInto(buf: Uint8Array, at: number, n: number): void {
+  if (n > POOL.length) return void randomFillSync(buf, at, n);
+  const from = take(n);
+  POOL.copy(buf, at, from, from + n);
+}

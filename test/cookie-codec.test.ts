@@ -250,6 +250,19 @@ describe('SessionTable', () => {
     expect([t.size, t.count('again'), t.count('steady')]).toEqual([2, 1, 1]);
   });
 
+  it('with all 65,535 backend indices held by backends with sessions, a session moving on leaves its old backend and holds nothing', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    const t = new SessionTable(() => 0);
+    for (let i = 0; i < 65_535; i++) t.touch(sid(i), `b${i}`, 10_000);
+    t.touch(sid(0), 'new', 10_000); // no index for 'new': not counted, but gone from b0
+    expect([t.isLive(sid(0), 'b0'), t.isLive(sid(0), 'new'), t.count('b0'), t.size]).toEqual([false, false, 0, 65_534]);
+    t.touch(sid(0), 'new', 10_000); // b0's index, now empty, is taken over
+    expect([t.isLive(sid(0), 'new'), t.count('new'), t.count('b0')]).toEqual([true, 1, 0]);
+    const release = t.hold(sid(1), 'other', 1000); // no index again: nothing held, nothing to release
+    release();
+    expect([t.isLive(sid(1), 'b1'), t.isLive(sid(1), 'other'), t.held()]).toEqual([false, false, []]);
+  });
+
   it('ignores ids lb could not have minted', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const t = new SessionTable(() => 0);
@@ -279,6 +292,8 @@ describe('HmacSha256', () => {
     // digestInto: a prefix of the MAC, written in place after the message it signs.
     const buf = randomBytes(49);
     new HmacSha256('k', 33).digestInto(buf, 33, buf, 33, 16);
+    expect(() => new HmacSha256('k', 33).digestInto(buf, 33, buf, 40, 16)).toThrow(RangeError); // past the end
+    expect(() => new HmacSha256('k', 33).digestInto(buf, 33, Buffer.alloc(64), 0, 33)).toThrow(RangeError); // over 32
     expect(buf.subarray(33).equals(createHmac('sha256', 'k').update(buf.subarray(0, 33)).digest().subarray(0, 16))).toBe(true);
   });
 });

@@ -110,7 +110,7 @@ export class CookieCodec {
     return [...this.#byId.keys()];
   }
 
-  /** The cookie being built (encode and mint are synchronous: one at a time). */
+  /** The cookie being built (encode and mint are synchronous and call nothing that re-enters the codec: one at a time). */
   readonly #scratch = Buffer.allocUnsafe(TOTAL);
 
   encode(claims: { backendId: string; sessionId?: string; issuedAt: number; lastSeen: number }): string {

@@ -250,29 +250,30 @@ export class SessionTable {
   /**
    * Record that the session is live on `backend` until `expiresAt` (ms). A session the table has
    * on another backend (re-pinned) moves. Ids other than 16 base64url characters are ignored:
-   * lb mints every session id.
+   * lb mints every session id. False when nothing was stored.
    */
-  touch(sessionId: string, backend: string, expiresAt: number): void {
-    if (!decode(sessionId)) return;
+  touch(sessionId: string, backend: string, expiresAt: number): boolean {
+    if (!decode(sessionId)) return false;
     const who = this.#backendIndex(backend);
-    if (who === -1) return;
     const e = this.#sec(expiresAt);
     const slot = this.#find();
     if (slot !== -1) {
       if (this.#who[slot] === who) {
         if (this.#exp[slot] !== HELD && e > this.#exp[slot]) this.#exp[slot] = e;
-        return;
+        return true;
       }
       // Re-pinned: it leaves its old backend (and any hold there).
       this.#holds.delete(sessionId);
       this.#remove(slot);
     }
+    if (who === -1) return false; // no index left for this backend: not counted anywhere
     const k0 = K0;
     const k1 = K1;
     const k2 = K2;
     if (this.#size >= this.#cap) this.#evictOne();
     this.#grow();
     this.#insert(k0, k1, k2, who, e);
+    return true;
   }
 
   /** Is this session still live on this backend (e.g. held by an open WebSocket)? */
@@ -287,8 +288,8 @@ export class SessionTable {
    * idle out from then on (HAProxy #1480: a WebSocket user must not lose the session).
    */
   hold(sessionId: string, backend: string, idleMs: number): () => void {
-    if (!decode(sessionId)) return () => undefined; // not an id lb minted: nothing to keep
-    this.touch(sessionId, backend, Infinity);
+    // Not an id lb minted, or no backend index left: nothing kept, nothing to release.
+    if (!this.touch(sessionId, backend, Infinity)) return () => undefined;
     this.#holds.set(sessionId, (this.#holds.get(sessionId) ?? 0) + 1);
     let released = false;
     return () => {

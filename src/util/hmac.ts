@@ -113,7 +113,8 @@ export class HmacSha256 {
    * buffer is allocated (a cookie is signed into its own bytes).
    */
   digestInto(msg: Uint8Array, n: number, out: Uint8Array, at: number, outLength: number): void {
-    if (n > this.#max || n > msg.length) throw new RangeError(`message longer than ${this.#max} bytes, or than the buffer`);
+    if (!(n >= 0 && n <= this.#max && n <= msg.length && Number.isInteger(n))) throw new RangeError(`message length ${n}: 0 to ${this.#max} bytes, within the buffer`);
+    if (!(outLength >= 0 && outLength <= 32 && at >= 0 && at + outLength <= out.length)) throw new RangeError('output out of range (at most 32 bytes, within the buffer)');
     const s = this.#state;
     const w = this.#w;
     // Inner: H((K ⊕ ipad) ‖ msg), the key block already compressed.

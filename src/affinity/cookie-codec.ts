@@ -1,5 +1,5 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { randomBase64url, randomInto } from '../util/random.js';
+import { randomInto } from '../util/random.js';
 import { HmacSha256 } from '../util/hmac.js';
 
 /**
@@ -49,11 +49,6 @@ export interface CookieLimits {
   maxIdle: number;
   /** ms */
   maxLife: number;
-}
-
-/** A fresh random session id (12 bytes, base64url). */
-export function newSessionId(): string {
-  return randomBase64url(12);
 }
 
 export class CookieCodec {
@@ -113,12 +108,9 @@ export class CookieCodec {
   /** The cookie being built (encode and mint are synchronous and call nothing that re-enters the codec: one at a time). */
   readonly #scratch = Buffer.allocUnsafe(TOTAL);
 
+  /** A cookie for these claims; without a session id, a new random one. */
   encode(claims: { backendId: string; sessionId?: string; issuedAt: number; lastSeen: number }): string {
-    const buf = this.#body(claims.backendId, claims.issuedAt, claims.lastSeen);
-    // Decoded straight into place: 16 base64url characters are exactly 12 bytes.
-    const sid = claims.sessionId ?? newSessionId();
-    if (sid.length !== 16 || buf.write(sid, 13, 12, 'base64url') !== 12) throw new Error('session id must be 12 bytes');
-    return this.#sign(buf);
+    return this.#issue(claims.backendId, claims.issuedAt, claims.lastSeen, claims.sessionId);
   }
 
   /**
@@ -127,27 +119,24 @@ export class CookieCodec {
    * encoded and decoded again: under a cookieless flood this runs on every request).
    */
   mint(backendId: string, now: number): { value: string; sessionId: string } {
-    const buf = this.#body(backendId, now, now);
-    randomInto(buf, 13, 12);
-    return { sessionId: buf.toString('base64url', 13, 25), value: this.#sign(buf) };
+    const value = this.#issue(backendId, now, now);
+    return { value, sessionId: this.#scratch.toString('base64url', 13, 25) };
   }
 
-  /** Version, key id, backend token and times into the scratch cookie (the session id is the caller's). */
-  #body(backendId: string, issuedAt: number, lastSeen: number): Buffer {
+  /** Build and sign a cookie in the scratch buffer: version, key id, backend token, session id (given, or random), times. */
+  #issue(backendId: string, issuedAt: number, lastSeen: number, sessionId?: string): string {
     const key = this.#keys[0];
     const buf = this.#scratch;
     buf[0] = VERSION;
     for (let i = 0; i < 4; i++) buf[1 + i] = key.id[i];
     const token = this.#tokenBytes(backendId, key);
     for (let i = 0; i < 8; i++) buf[5 + i] = token[i];
+    if (sessionId === undefined) randomInto(buf, 13, 12);
+    // Decoded straight into place: 16 base64url characters are exactly 12 bytes.
+    else if (sessionId.length !== 16 || buf.write(sessionId, 13, 12, 'base64url') !== 12) throw new Error('session id must be 12 bytes');
     buf.writeUInt32BE(Math.floor(issuedAt / 1000) >>> 0, 25);
     buf.writeUInt32BE(Math.floor(lastSeen / 1000) >>> 0, 29);
-    return buf;
-  }
-
-  /** MAC the body into its own tail; the cookie's text. */
-  #sign(buf: Buffer): string {
-    this.#keys[0].mac.digestInto(buf, BODY, buf, BODY, MAC);
+    key.mac.digestInto(buf, BODY, buf, BODY, MAC); // the MAC into the cookie's own tail
     return buf.toString('base64url');
   }
 

@@ -216,7 +216,9 @@ export class SessionTable {
 
   /** Move every entry into a table of `slots` slots. */
   #rehash(slots: number): void {
-    const { keys, exp, who } = { keys: this.#keys, exp: this.#exp, who: this.#who };
+    const keys = this.#keys;
+    const exp = this.#exp;
+    const who = this.#who;
     const old = this.#mask + 1;
     this.#mask = slots - 1;
     this.#keys = new Int32Array(slots * 3);

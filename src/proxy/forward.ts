@@ -9,10 +9,6 @@ export interface ForwardOptions {
   res: ProxyResponse;
   path: string;
   headers: string[];
-  /** Stream the client's body (false for body-less requests, which are then retryable). */
-  hasBody: boolean;
-  /** The client's body was chunked (lb re-chunks it); otherwise its Content-Length is in `headers`. */
-  chunked: boolean;
   timeout: number;
   /** Headers to add to the response (Set-Cookie, …) as [name, value, …], computed when the backend answers. */
   onResponse: (status: number, headers: string[]) => void;
@@ -53,8 +49,9 @@ export function forward(o: ForwardOptions): Promise<ForwardOutcome> {
         method: o.req.method,
         path: o.path,
         headers: o.headers,
-        body: o.hasBody ? o.req.body : null,
-        chunked: o.hasBody && o.chunked,
+        // The client's body, streamed; a chunked one is re-chunked, otherwise its Content-Length is in `headers`.
+        body: o.req.body,
+        chunked: o.req.chunked,
         headersTimeout: o.timeout,
         bodyTimeout: o.timeout,
       },

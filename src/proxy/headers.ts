@@ -65,7 +65,7 @@ function set(h: HeaderList, name: string, value: string): HeaderList {
 export function connectionListed(raw: readonly string[]): Set<string> {
   const listed = new Set<string>();
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i].toLowerCase() !== 'connection') continue;
+    if (!fieldIs(raw[i], 'connection')) continue;
     for (const token of raw[i + 1].split(',')) {
       const name = token.trim().toLowerCase();
       if (name && !PROTECTED.has(name)) listed.add(name);

@@ -155,8 +155,6 @@ async function proxyWithRetries(a: Attempt): Promise<void> {
         res,
         path: rec.path,
         headers,
-        hasBody: body,
-        chunked: req.chunked,
         timeout: deps.timeouts.backendResponse,
         onResponse: (_status, out) => {
           const cookie = pool.affinity.persist(current, a.proto === 'https');

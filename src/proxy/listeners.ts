@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { SecureContextOptions, Server as TlsServer } from 'node:tls';
 import type { ListenerConfig, TimeoutsConfig } from '../config/types.js';
@@ -35,9 +36,8 @@ function redirectHandler(port: number) {
 
 /** What a client that sent something unparseable (or too slowly) gets before its connection ends. */
 function clientErrorAnswer(err: ParseError): { status: number; text: string } {
-  if (err.code === 'HPE_HEADER_OVERFLOW') return { status: 431, text: 'Request Header Fields Too Large' };
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, text: 'Request Timeout' };
-  return { status: 400, text: 'Bad Request' };
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  return { status, text: STATUS_CODES[status]! };
 }
 
 export async function openListener(config: ListenerConfig, deps: ListenerDeps): Promise<Listener> {

@@ -32,5 +32,5 @@ export const HTTPParser = common.HTTPParser;
 export const methods = common.methods;
 export const { kOnMessageBegin, kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete } = HTTPParser;
 
-/** A parse error from execute(): `code` is llhttp's (HPE_…), `bytesParsed` where it stopped. */
-export type ParseError = Error & { code?: string; bytesParsed?: number };
+/** A parse error from execute(): `code` is llhttp's (HPE_…). */
+export type ParseError = Error & { code?: string };

@@ -1,12 +1,13 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import { STATUS_CODES, validateHeaderName, validateHeaderValue, type IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import {
   HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageBegin, kOnMessageComplete, methods,
   type LlhttpParser, type ParseError,
 } from './llhttp.js';
 import { fieldIs } from './headers.js';
+import { CRLF, closeLater, lastChunk, writeChunk } from './wire.js';
 
 /**
  * lb's HTTP/1.1 server side: client connections parsed by Node's llhttp binding directly, the
@@ -29,8 +30,6 @@ export interface ServerOptions {
   headersTimeout: number;
   /** ms an idle keep-alive connection is kept open. */
   keepAliveTimeout: number;
-  /** Largest request head in bytes (0: Node's default, 16 KiB) → 431. */
-  maxHeaderSize?: number;
   /** TLS: serve HTTPS with these options (a shared certificate). */
   tls?: tls.TlsOptions;
 }
@@ -124,23 +123,16 @@ export class ProxyRequest {
     return (this.#headers ??= headersObject(this.rawHeaders));
   }
 
-  get httpVersion(): string {
-    return `${this.httpVersionMajor}.${this.httpVersionMinor}`;
-  }
-
   /** Has any of the body been read (then the request cannot be replayed elsewhere)? */
   get readableDidRead(): boolean {
     return this.body?.readableDidRead ?? false;
   }
 }
 
-const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
-const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-const CRLF = '\r\n';
-
+/** node:http's own checks: a name that is not a token, or a value with CR, LF or NUL, throws a TypeError. */
 function checkField(name: string, value: string): void {
-  if (!TOKEN.test(name)) throw new TypeError(`invalid header name ${JSON.stringify(name)}`);
-  if (INVALID_VALUE.test(value)) throw new TypeError(`invalid value for header ${JSON.stringify(name)}`);
+  validateHeaderName(name);
+  validateHeaderValue(name, value);
 }
 
 let dateSecond = -1;
@@ -198,9 +190,9 @@ export class ProxyResponse {
     this.socket = conn.socket;
   }
 
-  on(event: 'close' | 'drain', fn: Listener): this {
-    if (event === 'drain') this.socket.on('drain', fn);
-    else (this.#onClose ??= []).push(fn);
+  /** 'close' (finished or aborted) fires once, so on and once are the same for it. */
+  on(event: 'close', fn: Listener): this {
+    (this.#onClose ??= []).push(fn);
     return this;
   }
 
@@ -210,9 +202,8 @@ export class ProxyResponse {
     return this;
   }
 
-  off(event: 'close' | 'drain', fn: Listener): this {
-    if (event === 'drain') this.socket.off('drain', fn);
-    else if (this.#onClose) {
+  off(event: 'close', fn: Listener): this {
+    if (this.#onClose) {
       const i = this.#onClose.indexOf(fn);
       if (i !== -1) this.#onClose.splice(i, 1);
     }
@@ -233,25 +224,15 @@ export class ProxyResponse {
       const name = h[i];
       const value = h[i + 1];
       checkField(name, value);
-      switch (name.length) {
-        case 4:
-          if (name.toLowerCase() === 'date') date = true;
-          break;
-        case 10:
-          // lb decides the connection's fate below; a `close` asked for here is honoured.
-          if (name.toLowerCase() === 'connection') {
-            if (value.toLowerCase().includes('close')) close = true;
-            continue;
-          }
-          if (name.toLowerCase() === 'keep-alive') continue;
-          break;
-        case 14:
-          if (name.toLowerCase() === 'content-length') length = true;
-          break;
-        case 17:
-          if (name.toLowerCase() === 'transfer-encoding') chunked = true;
-          break;
+      // lb decides the connection's fate below; a `close` asked for here is honoured.
+      if (fieldIs(name, 'connection')) {
+        if (value.toLowerCase().includes('close')) close = true;
+        continue;
       }
+      if (fieldIs(name, 'keep-alive')) continue;
+      if (fieldIs(name, 'date')) date = true;
+      else if (fieldIs(name, 'content-length')) length = true;
+      else if (fieldIs(name, 'transfer-encoding')) chunked = true;
       head += `${name}: ${value}${CRLF}`;
     }
     this.#bodyless = req.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
@@ -308,12 +289,7 @@ export class ProxyResponse {
     }
     socket.cork();
     if (this.#head !== null) this.#flushHead();
-    let ok: boolean;
-    if (this.#chunked) {
-      socket.write(`${chunk.length.toString(16)}${CRLF}`, 'latin1');
-      socket.write(chunk);
-      ok = socket.write(CRLF, 'latin1');
-    } else ok = socket.write(chunk);
+    const ok = this.#chunked ? writeChunk(socket, chunk) : socket.write(chunk);
     socket.uncork();
     return ok;
   }
@@ -325,12 +301,7 @@ export class ProxyResponse {
     socket.cork();
     if (chunk !== undefined && chunk.length) this.write(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
     if (this.#head !== null) this.#flushHead();
-    if (this.#chunked) {
-      let tail = `0${CRLF}`;
-      const t = this.#trailers;
-      if (t) for (let i = 0; i < t.length; i += 2) tail += `${t[i]}: ${t[i + 1]}${CRLF}`;
-      socket.write(tail + CRLF, 'latin1');
-    }
+    if (this.#chunked) socket.write(lastChunk(this.#trailers), 'latin1');
     socket.uncork();
     this.writableFinished = true;
     this.#conn.finished(this);
@@ -399,13 +370,11 @@ class ClientConnection {
     this.headersStartedAt = Date.now();
     socket.setNoDelay(true);
     const p = (this.#parser = new HTTPParser());
-    p.initialize(HTTPParser.REQUEST, {}, server.options.maxHeaderSize ?? 0, 0);
+    p.initialize(HTTPParser.REQUEST, {}, 0, 0); // Node's header size limit (16 KiB) → 431
     p[kOnMessageBegin] = () => {
       if (this.headersStartedAt === 0) this.headersStartedAt = Date.now();
       this.idleSince = 0;
       this.#midHead = true;
-      this.#headerParts = [];
-      this.#urlPart = '';
     };
     p[kOnHeaders] = (headers: string[], url: string) => {
       // After the head, fields are a chunked body's trailers: lb does not forward them, and they
@@ -585,10 +554,14 @@ class ClientConnection {
 
   #onClose = (): void => {
     this.#abandon('aborted');
-    this.#server.forget(this);
-    const parser = this.#parser;
-    setImmediate(() => parser.close());
+    this.#release();
   };
+
+  /** The server stops tracking this connection; its parser is freed. */
+  #release(): void {
+    this.#server.forget(this);
+    closeLater(this.#parser);
+  }
 
   /** The client is gone: nothing more is read, nothing in flight or waiting is answered. */
   #abandon(why: string): void {
@@ -617,9 +590,7 @@ class ClientConnection {
     this.socket.off('end', this.#onEnd);
     this.socket.off('error', this.#onError);
     this.socket.off('close', this.#onClose);
-    this.#server.forget(this);
-    const parser = this.#parser;
-    setImmediate(() => parser.close());
+    this.#release();
   }
 
   /** End the connection once what was written has gone out. */

@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import { classifyUpstreamError, LbError } from '../util/errors.js';
 import { fieldIs } from './headers.js';
 import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpParser } from './llhttp.js';
+import { CRLF, closeLater, lastChunk, writeChunk } from './wire.js';
 
 /**
  * The proxy's HTTP/1.1 client to one backend: keep-alive sockets parsed by Node's own llhttp
@@ -64,7 +65,6 @@ export interface UpstreamOptions {
 
 export const UPSTREAM_DEFAULTS = { connections: 256, keepAliveTimeout: 4_000, keepAliveThreshold: 2_000 } as const;
 
-const CRLF = '\r\n';
 
 class Connection {
   readonly socket: net.Socket;
@@ -299,9 +299,7 @@ class Connection {
     if (this.dead) return;
     this.dead = true;
     this.socket.destroy();
-    const parser = this.#parser;
-    // Free the native parser once the current execute() has unwound (as node:http does).
-    setImmediate(() => parser.close());
+    closeLater(this.#parser);
     this.#pool.gone(this);
   }
 }
@@ -350,17 +348,13 @@ class ActiveExchange implements Exchange {
       let ok: boolean;
       if (chunked) {
         if (chunk.length === 0) return;
-        socket.cork();
-        socket.write(`${chunk.length.toString(16)}${CRLF}`, 'latin1');
-        socket.write(chunk);
-        ok = socket.write(CRLF, 'latin1');
-        socket.uncork();
+        ok = writeChunk(socket, chunk);
       } else ok = socket.write(chunk);
       if (!ok) body.pause();
     };
     const onEnd = (): void => {
       cleanup();
-      if (chunked) socket.write(`0${CRLF}${CRLF}`, 'latin1');
+      if (chunked) socket.write(lastChunk(), 'latin1');
       this.#bodySent = true;
     };
     const onAbort = (): void => {

@@ -18,13 +18,6 @@ function take(n: number): number {
   return offset - n;
 }
 
-/** `n` random bytes as base64url, encoded straight from the pool (no intermediate Buffer). */
-export function randomBase64url(n: number): string {
-  if (n > POOL.length) return randomFillSync(Buffer.allocUnsafe(n)).toString('base64url');
-  const at = take(n);
-  return POOL.toString('base64url', at, at + n);
-}
-
 /** `n` random bytes written into `buf` at `at` (copied from the pool). */
 export function randomInto(buf: Uint8Array, at: number, n: number): void {
   if (n > POOL.length) return void randomFillSync(buf, at, n);

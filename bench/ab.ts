@@ -23,16 +23,13 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ensurePeers, freePort } from './peers.js';
+import { ensurePeers } from './peers.js';
 import {
-  COOKIE_AFFINITY, cleanup, cpuUs, descendants, firstLine, median, mintCookies, parseWrk, pinned, runWrk, startLb, waitPort, type Target,
+  COOKIE_AFFINITY, cleanup, cpuUs, killTree, median, mintCookies, numberOpt, parseWrk, runWrk, startBackends, startFloor, startLb, type Target,
 } from './harness.js';
 
 const args = process.argv.slice(2);
-const opt = (name: string, def: number): number => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) || def : def;
-};
+const opt = (name: string, def: number): number => numberOpt(args, name, def);
 const rounds = opt('--rounds', 5);
 const seconds = opt('--seconds', 5);
 const pathAt = args.indexOf('--path');
@@ -72,13 +69,7 @@ function variant(spec: string, dir: string): Variant {
   if (spec === 'floor') {
     return {
       label: 'node floor',
-      start: async (d, bports, tag) => {
-        const port = await freePort();
-        const log = join(d, `${tag}.log`);
-        const p = pinned('0', process.execPath, [resolve('bench/proxies/floor.cjs'), String(port), ...bports.map((b) => `http://127.0.0.1:${b}`)], log);
-        await waitPort(port, p, log);
-        return { name: 'node floor', port, pids: () => [p.pid!] };
-      },
+      start: (d, bports, tag) => startFloor(d, bports, tag),
     };
   }
   const [rev, mode = 'none'] = spec.split(':');
@@ -103,13 +94,7 @@ async function measureTogether(vs: Variant[], dir: string, bports: number[], tag
     for (const [i, w] of ws.entries()) if (w.errors) console.error(`${vs[i].label}: ${w.errors} errors`);
     return ws.map((w, i) => (after[i] - before[i]) / w.requests);
   } finally {
-    for (const pid of ts.flatMap((t) => [...t.pids().flatMap((p) => descendants(p)), ...t.pids()])) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
+    killTree(ts.flatMap((t) => t.pids()));
   }
 }
 
@@ -118,8 +103,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'lb-bench-ab-'));
   try {
     const vs = variants.map((s) => variant(s, dir));
-    const be = pinned('1', process.execPath, ['--import', 'tsx', resolve('bench/run.ts'), 'backends'], join(dir, 'backends.log'), 'pipe');
-    const bports = JSON.parse(await firstLine(be)) as number[];
+    const bports = await startBackends(dir);
     const results = vs.map(() => [] as number[]);
     for (let r = 0; r < rounds; r++) {
       const groups = paired ? [vs] : vs.map((v) => [v]);

@@ -34,16 +34,8 @@ export function alive(pid: number): boolean {
 
 /** Kill every child we started (and their descendants), by PID. Synchronous: safe in 'exit'. */
 export function cleanup(): void {
-  const pids: number[] = [];
-  for (const p of procs) if (p.pid && p.exitCode === null && p.signalCode === null) pids.push(...descendants(p.pid), p.pid);
-  for (const pid of extraPids) pids.push(pid);
-  for (const pid of new Set(pids)) {
-    try {
-      if (alive(pid)) process.kill(pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
+  const running = procs.filter((p) => p.pid && p.exitCode === null && p.signalCode === null).map((p) => p.pid!);
+  killTree([...running, ...extraPids]);
 }
 process.on('exit', cleanup);
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
@@ -196,6 +188,38 @@ export async function startLb(dir: string, bports: number[], tag: string, worker
   return { name, port, pids: () => [p.pid!, ...descendants(p.pid!)], note };
 }
 
+
+/** The three Node backends (one process, CPU 1, started by `bench/run.ts backends`): their ports. */
+export async function startBackends(dir: string): Promise<number[]> {
+  const be = pinned('1', process.execPath, ['--import', 'tsx', resolve('bench/run.ts'), 'backends'], join(dir, 'backends.log'), 'pipe');
+  return JSON.parse(await firstLine(be)) as number[];
+}
+
+/** The Node floor (bench/proxies/floor.cjs) on CPU 0: bytes passed through, llhttp only for framing. */
+export async function startFloor(dir: string, bports: number[], tag = 'floor', note?: string): Promise<Target> {
+  const port = await freePort();
+  const log = join(dir, `${tag}.log`);
+  const p = pinned('0', process.execPath, [resolve('bench/proxies/floor.cjs'), String(port), ...bports.map((b) => `http://127.0.0.1:${b}`)], log);
+  await waitPort(port, p, log);
+  return { name: 'node floor', port, pids: () => [p.pid!], note };
+}
+
+/** SIGKILL these processes and their descendants, by PID. */
+export function killTree(pids: number[]): void {
+  for (const pid of new Set([...pids.flatMap((p) => descendants(p)), ...pids])) {
+    try {
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+/** A numeric command-line option (`--name N`), or `def`. */
+export function numberOpt(args: readonly string[], name: string, def: number): number {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) || def : def;
+}
 
 /** Busy ticks of the whole machine (/proc/stat) and of everything this benchmark runs. */
 export function ticks(): { machine: number; ours: number; steal: number } {

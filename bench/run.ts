@@ -21,8 +21,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ensurePeers, freePort } from './peers.js';
 import {
-  COOKIE_AFFINITY, alive, children, cleanup, cpuUs, extraPids, firstLine, fmt, median, mintCookies, parseWrk, pinned,
-  rssKiB, runWrk, startLb, ticks, version, waitPort, type Sample, type Target,
+  COOKIE_AFFINITY, alive, children, cleanup, cpuUs, extraPids, fmt, median, mintCookies, numberOpt, parseWrk, pinned,
+  rssKiB, runWrk, startBackends, startFloor, startLb, ticks, version, waitPort, type Sample, type Target,
 } from './harness.js';
 
 const args = process.argv.slice(2);
@@ -120,13 +120,7 @@ ${bports.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
     return { name: 'http-proxy', port, pids: () => [p.pid!] };
   });
 
-  await tryStart('node floor', async () => {
-    const port = await freePort();
-    const log = join(dir, 'floor.log');
-    const p = pinned('0', process.execPath, [resolve('bench/proxies/floor.cjs'), String(port), ...bports.map((b) => `http://127.0.0.1:${b}`)], log);
-    await waitPort(port, p, log);
-    return { name: 'node floor', port, pids: () => [p.pid!], note: 'not a proxy: bytes passed through, llhttp only for framing (bench/proxies/floor.cjs)' };
-  });
+  await tryStart('node floor', () => startFloor(dir, bports, 'floor', 'not a proxy: bytes passed through, llhttp only for framing (bench/proxies/floor.cjs)'));
   return targets;
 }
 
@@ -168,10 +162,7 @@ async function measure(t: Target, sc: Scenario, seconds: number): Promise<Sample
 }
 
 async function main(): Promise<void> {
-  const opt = (name: string, def: number) => {
-    const i = args.indexOf(name);
-    return i >= 0 ? Number(args[i + 1]) || def : def;
-  };
+  const opt = (name: string, def: number) => numberOpt(args, name, def);
   const seconds = opt('--seconds', 8);
   const rounds = opt('--rounds', 3);
   const memRequests = opt('--memory-requests', 1_000_000);
@@ -187,8 +178,7 @@ async function main(): Promise<void> {
   if (Number(loadBefore.split(' ')[0]) > 0.5) console.error(`warning: load average ${loadBefore} before the run: something else is using the CPUs`);
   const dir = mkdtempSync(join(tmpdir(), 'lb-bench-run-'));
   try {
-    const be = pinned('1', process.execPath, ['--import', 'tsx', resolve('bench/run.ts'), 'backends'], join(dir, 'backends.log'), 'pipe');
-    const bports = JSON.parse(await firstLine(be)) as number[];
+    const bports = await startBackends(dir);
     const targets = await startTargets(dir, bports);
 
     for (const t of targets) await mintCookies(t, dir);

@@ -7,7 +7,8 @@ import {
   type LlhttpParser, type ParseError,
 } from './llhttp.js';
 import { fieldIs } from './headers.js';
-import { CRLF, closeLater, lastChunk, writeChunk } from './wire.js';
+import { CRLF, chunkSize, closeLater, lastChunk } from './wire.js';
+import { SocketIO } from './socket-io.js';
 
 /**
  * lb's HTTP/1.1 server side: client connections parsed by Node's llhttp binding directly, the
@@ -66,15 +67,15 @@ function headersObject(raw: readonly string[]): IncomingHttpHeaders {
 
 /** A request's body, fed by the parser; reading it resumes the client socket (backpressure). */
 class BodyStream extends Readable {
-  readonly #socket: net.Socket;
+  readonly #io: SocketIO;
 
-  constructor(socket: net.Socket) {
+  constructor(io: SocketIO) {
     super({ highWaterMark: 64 * 1024 });
-    this.#socket = socket;
+    this.#io = io;
   }
 
   override _read(): void {
-    if (this.#socket.isPaused() && !this.#socket.destroyed) this.#socket.resume();
+    if (this.#io.paused && !this.#io.socket.destroyed) this.#io.resume();
   }
 }
 
@@ -98,14 +99,14 @@ export class ProxyRequest {
   readonly keepAlive: boolean;
   #headers: IncomingHttpHeaders | undefined;
 
-  constructor(method: string, url: string, raw: string[], major: number, minor: number, keepAlive: boolean, socket: net.Socket) {
+  constructor(method: string, url: string, raw: string[], major: number, minor: number, keepAlive: boolean, io: SocketIO) {
     this.method = method;
     this.url = url;
     this.rawHeaders = raw;
     this.httpVersionMajor = major;
     this.httpVersionMinor = minor;
     this.keepAlive = keepAlive;
-    this.socket = socket;
+    this.socket = io.socket;
     let chunked = false;
     let length = false;
     for (let i = 0; i < raw.length; i += 2) {
@@ -114,7 +115,7 @@ export class ProxyRequest {
     }
     const framed = chunked || length;
     this.chunked = chunked;
-    this.body = framed ? new BodyStream(socket) : null;
+    this.body = framed ? new BodyStream(io) : null;
     this.complete = !framed;
   }
 
@@ -174,6 +175,7 @@ export class ProxyResponse {
   writableFinished = false;
   destroyed = false;
   readonly socket: net.Socket;
+  readonly #io: SocketIO;
   readonly #conn: ClientConnection;
   readonly #req: ProxyRequest;
   #head: string | null = null;
@@ -188,6 +190,7 @@ export class ProxyResponse {
     this.#conn = conn;
     this.#req = req;
     this.socket = conn.socket;
+    this.#io = conn.io;
   }
 
   /** 'close' (finished or aborted) fires once, so on and once are the same for it. */
@@ -269,7 +272,7 @@ export class ProxyResponse {
       checkField(h[i], h[i + 1]);
       head += `${h[i]}: ${h[i + 1]}${CRLF}`;
     }
-    this.socket.write(head + CRLF, 'latin1');
+    this.#io.write(head + CRLF);
   }
 
   /** Sent after a chunked body (dropped otherwise, as node:http does). */
@@ -281,28 +284,15 @@ export class ProxyResponse {
 
   write(chunk: Buffer): boolean {
     if (this.destroyed || this.writableFinished) return false;
-    if (!this.headersSent) this.writeHead(this.statusCode);
-    const socket = this.socket;
-    if (this.#bodyless || chunk.length === 0) {
-      if (this.#head !== null) this.#flushHead();
-      return !socket.writableNeedDrain;
-    }
-    socket.cork();
-    if (this.#head !== null) this.#flushHead();
-    const ok = this.#chunked ? writeChunk(socket, chunk) : socket.write(chunk);
-    socket.uncork();
-    return ok;
+    const parts = this.#frame(chunk);
+    return parts.length ? this.#io.writev(parts) : !this.socket.writableNeedDrain;
   }
 
   end(chunk?: Buffer | string): void {
     if (this.destroyed || this.writableFinished) return;
-    if (!this.headersSent) this.writeHead(this.statusCode);
-    const socket = this.socket;
-    socket.cork();
-    if (chunk !== undefined && chunk.length) this.write(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-    if (this.#head !== null) this.#flushHead();
-    if (this.#chunked) socket.write(lastChunk(this.#trailers), 'latin1');
-    socket.uncork();
+    const parts = this.#frame(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+    if (this.#chunked) parts.push(lastChunk(this.#trailers));
+    if (parts.length) this.#io.writev(parts);
     this.writableFinished = true;
     this.#conn.finished(this);
     this.#emitClose();
@@ -323,9 +313,18 @@ export class ProxyResponse {
     this.#emitClose();
   }
 
-  #flushHead(): void {
-    this.socket.write(this.#head!, 'latin1');
-    this.#head = null;
+  /** What goes out for `chunk`: the head, if not sent yet, then the chunk as the framing wants it. */
+  #frame(chunk: Buffer | undefined): (Buffer | string)[] {
+    if (!this.headersSent) this.writeHead(this.statusCode);
+    const parts: (Buffer | string)[] = [];
+    if (this.#head !== null) {
+      parts.push(this.#head);
+      this.#head = null;
+    }
+    if (chunk === undefined || chunk.length === 0 || this.#bodyless) return parts;
+    if (this.#chunked) parts.push(chunkSize(chunk.length), chunk, CRLF);
+    else parts.push(chunk);
+    return parts;
   }
 
   #emitClose(): void {
@@ -343,6 +342,7 @@ const MAX_QUEUED = 16;
 
 class ClientConnection {
   readonly socket: net.Socket;
+  readonly io: SocketIO;
   readonly #server: HttpServer;
   readonly #parser: LlhttpParser;
   #headerParts: string[] = [];
@@ -386,10 +386,10 @@ class ClientConnection {
     p[kOnHeadersComplete] = this.#onHead;
     p[kOnBody] = (chunk: Buffer) => {
       const body = this.#parsing?.body;
-      if (body && !body.destroyed && !body.push(chunk)) socket.pause();
+      if (body && !body.destroyed && !body.push(chunk)) this.io.pause();
     };
     p[kOnMessageComplete] = this.#onMessageComplete;
-    socket.on('data', this.#onData);
+    this.io = new SocketIO(socket, this.#onData);
     socket.on('end', this.#onEnd);
     socket.on('error', this.#onError);
     socket.on('close', this.#onClose);
@@ -430,7 +430,7 @@ class ClientConnection {
     }
     this.headersStartedAt = 0;
     this.#midHead = false;
-    const req = new ProxyRequest(methods[method] ?? 'GET', url, headers, major, minor, keepAlive, this.socket);
+    const req = new ProxyRequest(methods[method] ?? 'GET', url, headers, major, minor, keepAlive, this.io);
     if (upgrade && this.#server.handlers.onUpgrade) {
       // Handed over once execute() returns, with the bytes after the head. Only a connection
       // with nothing else in flight can change protocols; otherwise it is refused below.
@@ -440,7 +440,7 @@ class ClientConnection {
     this.#parsing = req;
     if (this.#active) {
       this.#queue.push(req);
-      if (this.#queue.length >= MAX_QUEUED) this.socket.pause();
+      if (this.#queue.length >= MAX_QUEUED) this.io.pause();
     } else this.#dispatch(req);
     return 0;
   };
@@ -469,7 +469,7 @@ class ClientConnection {
         res.writeHead(417, { 'content-length': 0 });
         return res.end();
       }
-      this.socket.write(`HTTP/1.1 100 Continue${CRLF}${CRLF}`, 'latin1');
+      this.io.write(`HTTP/1.1 100 Continue${CRLF}${CRLF}`);
     }
     this.#server.handlers.onRequest(req, res);
   }
@@ -484,7 +484,7 @@ class ClientConnection {
     }
     const next = this.#queue.shift();
     if (next) {
-      if (this.socket.isPaused() && this.#queue.length < MAX_QUEUED) this.socket.resume();
+      if (this.#queue.length < MAX_QUEUED) this.io.resume();
       return this.#dispatch(next);
     }
     // Nothing more is taken while closing.
@@ -586,7 +586,7 @@ class ClientConnection {
   /** Stop managing the socket (it was upgraded to another protocol). */
   #detach(): void {
     this.#done = true;
-    this.socket.off('data', this.#onData);
+    this.io.detach();
     this.socket.off('end', this.#onEnd);
     this.socket.off('error', this.#onError);
     this.socket.off('close', this.#onClose);
@@ -633,7 +633,7 @@ export class HttpServer {
     const { headersTimeout, keepAliveTimeout } = this.options;
     for (const c of this.#connections) {
       // An answer still draining to a client that keeps reading is not idle time.
-      const pending = c.socket.writableLength;
+      const pending = c.io.pending;
       if (c.idleSince !== 0 && pending !== c.pendingSeen) {
         c.pendingSeen = pending;
         if (pending > 0) c.idleSince = now;

@@ -4,7 +4,8 @@ import type { Readable } from 'node:stream';
 import { classifyUpstreamError, LbError } from '../util/errors.js';
 import { fieldIs } from './headers.js';
 import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpParser } from './llhttp.js';
-import { CRLF, closeLater, lastChunk, writeChunk } from './wire.js';
+import { CRLF, chunkSize, closeLater, lastChunk } from './wire.js';
+import { SocketIO } from './socket-io.js';
 
 /**
  * The proxy's HTTP/1.1 client to one backend: keep-alive sockets parsed by Node's own llhttp
@@ -68,6 +69,7 @@ export const UPSTREAM_DEFAULTS = { connections: 256, keepAliveTimeout: 4_000, ke
 
 class Connection {
   readonly socket: net.Socket;
+  readonly io: SocketIO;
   readonly #parser: LlhttpParser;
   readonly #pool: UpstreamPool;
   ex: ActiveExchange | null = null;
@@ -127,7 +129,7 @@ class Connection {
       if (this.ex && !this.#informational) this.ex.data(chunk);
     };
     p[kOnMessageComplete] = this.#onMessageComplete;
-    this.socket.on('data', this.#onData);
+    this.io = new SocketIO(this.socket, this.#onData);
     this.socket.on('end', this.#onEnd);
     this.socket.on('timeout', this.#onTimeout);
     this.socket.on('error', this.#onError);
@@ -272,7 +274,7 @@ class Connection {
   start(ex: ActiveExchange): void {
     this.ex = ex;
     this.#keepAlive = true;
-    if (this.socket.isPaused()) this.socket.resume(); // the last response may have ended under backpressure
+    this.io.resume(); // the last response may have ended under backpressure
     if (this.connected) this.#setTimeout(ex.req.headersTimeout);
     ex.send(this);
   }
@@ -332,29 +334,30 @@ class ActiveExchange implements Exchange {
     }
     if (!hasHost) head += `host: ${conn.hostHeader}${CRLF}`;
     if (req.chunked) head += `transfer-encoding: chunked${CRLF}`;
-    conn.socket.write(head + CRLF, 'latin1');
+    conn.io.write(head + CRLF);
     // The body is read only once the socket is open: a request whose connect failed has had
     // nothing of it consumed, so it can still be retried elsewhere (retries.nonIdempotent).
     if (conn.connected) this.connected();
   }
 
   connected(): void {
-    if (this.req.body && !this.#done && !this.#bodySent && !this.#stopBody) this.#streamBody(this.conn!.socket, this.req.body);
+    if (this.req.body && !this.#done && !this.#bodySent && !this.#stopBody) this.#streamBody(this.conn!.io, this.req.body);
   }
 
-  #streamBody(socket: net.Socket, body: Readable): void {
+  #streamBody(io: SocketIO, body: Readable): void {
     const chunked = this.req.chunked;
+    const socket = io.socket;
     const onData = (chunk: Buffer): void => {
       let ok: boolean;
       if (chunked) {
         if (chunk.length === 0) return;
-        ok = writeChunk(socket, chunk);
-      } else ok = socket.write(chunk);
+        ok = io.writev([chunkSize(chunk.length), chunk, CRLF]);
+      } else ok = io.write(chunk);
       if (!ok) body.pause();
     };
     const onEnd = (): void => {
       cleanup();
-      if (chunked) socket.write(lastChunk(), 'latin1');
+      if (chunked) io.write(lastChunk());
       this.#bodySent = true;
     };
     const onAbort = (): void => {
@@ -387,7 +390,7 @@ class ActiveExchange implements Exchange {
   }
 
   data(chunk: Buffer): void {
-    if (!this.#done && !this.handler.onData(chunk)) this.conn!.socket.pause();
+    if (!this.#done && !this.handler.onData(chunk)) this.conn!.io.pause();
   }
 
   /** The response is complete. Returns whether the socket may be reused (the whole request went out). */
@@ -413,7 +416,7 @@ class ActiveExchange implements Exchange {
   }
 
   resume(): void {
-    if (!this.#done && this.conn?.ex === this) this.conn.socket.resume();
+    if (!this.#done && this.conn?.ex === this) this.conn.io.resume();
   }
 
   abort(reason: Error): void {
@@ -491,7 +494,7 @@ export class UpstreamPool {
     if (next) return conn.start(next);
     if (this.#closed || conn.idleMs <= 0) return conn.destroy();
     // An idle socket must keep reading, or it would never notice the backend closing it.
-    if (conn.socket.isPaused()) conn.socket.resume();
+    conn.io.resume();
     conn.idleSince = Date.now();
     this.#free.push(conn);
     this.#sweeper ??= setInterval(this.#sweep, 250).unref();

@@ -1,17 +1,11 @@
-import type net from 'node:net';
 import type { LlhttpParser } from './llhttp.js';
 
 /** HTTP/1.1 on the wire, shared by lb's client side (server.ts) and backend side (upstream.ts). */
 export const CRLF = '\r\n';
 
-/** One piece of a chunked body: size line, data, CRLF, in one corked write. False: wait for 'drain'. */
-export function writeChunk(socket: net.Socket, chunk: Buffer): boolean {
-  socket.cork();
-  socket.write(`${chunk.length.toString(16)}${CRLF}`, 'latin1');
-  socket.write(chunk);
-  const ok = socket.write(CRLF, 'latin1');
-  socket.uncork();
-  return ok;
+/** A chunked body's size line; the chunk's data and a CRLF follow it. */
+export function chunkSize(length: number): string {
+  return `${length.toString(16)}${CRLF}`;
 }
 
 /** The end of a chunked body: the zero-size chunk, any trailer fields ([name, value, …]), the blank line. */

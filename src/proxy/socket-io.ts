@@ -1,0 +1,255 @@
+import type net from 'node:net';
+import tls from 'node:tls';
+import { getSystemErrorName } from 'node:util';
+
+/**
+ * Reads and writes of one proxied socket, below net.Socket's stream machinery when it can be.
+ *
+ * Why: both sides of every proxied request go through a net.Socket, and its Readable and
+ * Writable (addChunk, 'data' emission, writeOrBuffer, corked writev, afterWrite ticks) cost about
+ * a tenth of the least a Node proxy can spend per request (bench/RESULTS.md). For a plain TCP
+ * socket lb takes the bytes from the libuv handle's read callback and writes straight to the
+ * handle while nothing is queued, as node:net itself does underneath. The socket stays the owner
+ * of everything else: connecting, timeouts, end of stream and errors (the handle's original read
+ * callback still sees every read that is not data), shutdown after end(), destroy.
+ *
+ * Order is kept: a direct write is made only when net.Socket has nothing buffered or corked
+ * (otherwise the bytes go through socket.write), and libuv writes its queue in order. A direct
+ * write that the kernel cannot take at once stays queued in libuv (its bytes kept alive here),
+ * write() returns false, and the socket emits 'drain' once libuv's queue is empty again.
+ *
+ * TLS sockets, and a Node whose stream binding does not look as expected, use the plain stream
+ * path: the same API over socket.on('data'), pause/resume and cork/write.
+ */
+
+interface WriteReq {
+  handle: StreamHandle;
+  oncomplete: (this: WriteReq, status: number) => void;
+  async: boolean;
+  bytes: number;
+  buffer: unknown;
+  io: SocketIO | null;
+}
+
+interface StreamHandle {
+  onread: (this: StreamHandle, arrayBuffer: ArrayBuffer) => unknown;
+  reading: boolean;
+  readStart(): number;
+  readStop(): number;
+  writeBuffer(req: WriteReq, data: Buffer): number;
+  writeLatin1String(req: WriteReq, data: string): number;
+  writev(req: WriteReq, chunks: unknown[], allBuffers: boolean): number;
+  writeQueueSize: number;
+}
+
+interface StreamBinding {
+  WriteWrap: new () => WriteReq;
+  streamBaseState: Int32Array;
+  kReadBytesOrError: number;
+  kArrayBufferOffset: number;
+  kLastWriteWasAsync: number;
+}
+
+/** node:net's own stream binding (the one `process.binding` still exposes), or null. */
+function loadBinding(): StreamBinding | null {
+  try {
+    const b = (process as unknown as { binding(name: string): Partial<StreamBinding> }).binding('stream_wrap');
+    const ok =
+      typeof b.WriteWrap === 'function' && b.streamBaseState instanceof Int32Array &&
+      typeof b.kReadBytesOrError === 'number' && typeof b.kArrayBufferOffset === 'number' && typeof b.kLastWriteWasAsync === 'number';
+    return ok ? (b as StreamBinding) : null;
+  } catch {
+    return null;
+  }
+}
+
+const binding = loadBinding();
+const state = binding?.streamBaseState ?? new Int32Array(8);
+const READ = binding?.kReadBytesOrError ?? 0;
+const OFFSET = binding?.kArrayBufferOffset ?? 0;
+const ASYNC = binding?.kLastWriteWasAsync ?? 0;
+
+/** The error node:net would report for a failed libuv call. */
+function errnoError(code: number, syscall: string): NodeJS.ErrnoException {
+  const name = getSystemErrorName(code);
+  const err: NodeJS.ErrnoException = new Error(`${syscall} ${name}`);
+  err.errno = code;
+  err.code = name;
+  err.syscall = syscall;
+  return err;
+}
+
+interface SocketInternals {
+  _handle: StreamHandle | null;
+  /** Restarts the socket's inactivity timer (what node:net does on every read and write). */
+  _unrefTimer(): void;
+  timeout?: number;
+}
+
+/** A direct write that libuv finished later: report a failure, or 'drain' once all is out. */
+function afterWrite(this: WriteReq, status: number): void {
+  const io = this.io;
+  this.buffer = null;
+  this.io = null;
+  io?.written(status);
+}
+
+export class SocketIO {
+  readonly socket: net.Socket;
+  readonly #onData: (chunk: Buffer) => void;
+  /** The libuv handle when reads and writes go to it directly; null on the stream path. */
+  #handle: StreamHandle | null = null;
+  #original: StreamHandle['onread'] | null = null;
+  #paused = false;
+
+  /** `onData` gets every chunk read, on either path. */
+  constructor(socket: net.Socket, onData: (chunk: Buffer) => void) {
+    this.socket = socket;
+    this.#onData = onData;
+    const handle = (socket as unknown as SocketInternals)._handle;
+    if (
+      binding !== null && !(socket instanceof tls.TLSSocket) && handle !== null &&
+      typeof handle.onread === 'function' && typeof handle.writev === 'function' && typeof handle.readStop === 'function'
+    ) {
+      this.#handle = handle;
+      this.#original = handle.onread;
+      handle.onread = this.#onRead;
+    }
+    // Kept on the direct path too: it keeps the socket flowing, so its end of stream is emitted.
+    socket.on('data', onData);
+  }
+
+  /** Reads are delivered directly (false on the stream path: TLS, or an unexpected binding). */
+  get direct(): boolean {
+    return this.#handle !== null;
+  }
+
+  /** Called as the handle's onread: data goes to onData; EOF and errors to node:net as before. */
+  #onRead = (arrayBuffer: ArrayBuffer): unknown => {
+    const n = state[READ];
+    const socket = this.socket;
+    if (n <= 0 || socket.destroyed) return this.#original!.call(this.#handle!, arrayBuffer);
+    if ((socket as unknown as SocketInternals).timeout) (socket as unknown as SocketInternals)._unrefTimer();
+    this.#onData(Buffer.from(arrayBuffer, state[OFFSET], n));
+    return undefined;
+  };
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** Stop reading (backpressure) until resume(). */
+  pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    const h = this.#handle;
+    if (h === null) return void this.socket.pause();
+    if (h.reading && !this.socket.destroyed) {
+      h.reading = false;
+      h.readStop();
+    }
+  }
+
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    const h = this.#handle;
+    if (h === null) return void this.socket.resume();
+    if (!h.reading && !this.socket.destroyed && !this.socket.connecting) {
+      h.reading = true;
+      const err = h.readStart();
+      if (err) this.socket.destroy(errnoError(err, 'read'));
+    }
+  }
+
+  /** Hand the socket back to plain stream reads (an upgraded connection's tunnel reads 'data'). */
+  detach(): void {
+    this.socket.off('data', this.#onData);
+    this.resume();
+    const h = this.#handle;
+    if (h === null) return;
+    h.onread = this.#original!;
+    this.#handle = null;
+  }
+
+  /** Bytes accepted but not yet handed to the kernel. */
+  get pending(): number {
+    return this.socket.writableLength + (this.#handle?.writeQueueSize ?? 0);
+  }
+
+  /**
+   * The handle, when a direct write keeps the socket's byte order; null: use socket.write. Bytes
+   * net.Socket still holds must go first; libuv itself keeps its queue in order.
+   */
+  #writable(): StreamHandle | null {
+    const h = this.#handle;
+    const s = this.socket;
+    if (h === null || s.connecting || s.destroyed || s.writableEnded || s.writableLength !== 0 || s.writableCorked !== 0) return null;
+    return h;
+  }
+
+  /** Write `data` (a string is sent as latin1). False: wait for the socket's 'drain'. */
+  write(data: Buffer | string): boolean {
+    const h = this.#writable();
+    if (h === null) return this.socket.write(data, 'latin1');
+    const req = this.#request(h);
+    const err = typeof data === 'string' ? h.writeLatin1String(req, data) : h.writeBuffer(req, data);
+    return this.#dispatched(req, err, data);
+  }
+
+  /** Write several pieces at once (one writev). False: wait for the socket's 'drain'. */
+  writev(parts: readonly (Buffer | string)[]): boolean {
+    if (parts.length === 1) return this.write(parts[0]);
+    const h = this.#writable();
+    if (h === null) {
+      const s = this.socket;
+      s.cork();
+      let ok = true;
+      for (const p of parts) ok = s.write(p, 'latin1');
+      s.uncork();
+      return ok;
+    }
+    const chunks: unknown[] = new Array(parts.length * 2);
+    for (let i = 0; i < parts.length; i++) {
+      chunks[2 * i] = parts[i];
+      chunks[2 * i + 1] = typeof parts[i] === 'string' ? 'latin1' : 'buffer';
+    }
+    const req = this.#request(h);
+    return this.#dispatched(req, h.writev(req, chunks, false), chunks);
+  }
+
+  #request(h: StreamHandle): WriteReq {
+    const req = new binding!.WriteWrap();
+    req.handle = h;
+    req.oncomplete = afterWrite;
+    req.async = false;
+    req.bytes = 0;
+    req.buffer = null;
+    req.io = null;
+    return req;
+  }
+
+  #dispatched(req: WriteReq, err: number, keep: unknown): boolean {
+    const s = this.socket;
+    if (err !== 0) {
+      s.destroy(errnoError(err, 'write'));
+      return false;
+    }
+    if ((s as unknown as SocketInternals).timeout) (s as unknown as SocketInternals)._unrefTimer();
+    if (state[ASYNC] === 0) return true;
+    // The kernel took part of it: libuv writes the rest when it can; its bytes must stay alive.
+    req.async = true;
+    req.buffer = keep;
+    req.io = this;
+    return false;
+  }
+
+  /** A queued direct write completed (status < 0: it failed). */
+  written(status: number): void {
+    const s = this.socket;
+    if (s.destroyed) return;
+    if (status < 0) return void s.destroy(errnoError(status, 'write'));
+    if ((s as unknown as SocketInternals).timeout) (s as unknown as SocketInternals)._unrefTimer();
+    if (this.#handle === null || this.#handle.writeQueueSize === 0) s.emit('drain');
+  }
+}

@@ -86,8 +86,13 @@ describe('forwarding', () => {
     const lb = await startLb(yaml([b]));
     await get(`${lb.url}/`, { headers: { 'x-request-id': 'abc-123' } });
     await get(`${lb.url}/`);
+    await get(`${lb.url}/`, { headers: { 'x-request-id': 'bad id' } });
     expect(b.seen[0].headers['x-request-id']).toBe('abc-123');
-    expect(b.seen[1].headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    // Generated: a UUID (version 8, RFC 9562 variant), a different one per request.
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    expect(b.seen[1].headers['x-request-id']).toMatch(uuid);
+    expect(b.seen[2].headers['x-request-id']).toMatch(uuid);
+    expect(b.seen[2].headers['x-request-id']).not.toBe(b.seen[1].headers['x-request-id']);
   });
 
   it('streams 1 GiB up and 1 GiB down with flat memory', async () => {

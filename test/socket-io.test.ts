@@ -41,14 +41,10 @@ async function pair(secure = false): Promise<{ client: net.Socket; peer: net.Soc
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-async function readAll(socket: net.Socket, bytes: number): Promise<Buffer> {
+/** Everything `socket` receives until the other side ends. */
+async function readToEnd(socket: net.Socket): Promise<Buffer> {
   const parts: Buffer[] = [];
-  let n = 0;
-  for await (const c of socket) {
-    parts.push(c as Buffer);
-    n += (c as Buffer).length;
-    if (n >= bytes) break;
-  }
+  for await (const c of socket) parts.push(c as Buffer);
   return Buffer.concat(parts);
 }
 
@@ -56,26 +52,26 @@ describe('SocketIO', () => {
   for (const secure of [false, true]) {
     const path = secure ? 'stream path (TLS)' : 'direct path (plain TCP)';
 
-    it(`${path}: keeps byte order through a full kernel buffer and emits 'drain' once it is written`, async () => {
+    it(`${path}: keeps byte order through a full kernel buffer, emits 'drain' once it is written, ends after the data`, async () => {
       const { client, peer } = await pair(secure);
       const io = new SocketIO(client, () => {});
       expect(io.direct).toBe(!secure);
       peer.pause();
       const big = Buffer.alloc(32 * 1024 * 1024);
       for (let i = 0; i < big.length; i += 4096) big.writeUInt32BE(i, i);
-      let drains = 0;
-      client.on('drain', () => drains++);
       expect(io.write(big)).toBe(false); // far more than the kernel takes at once
       expect(io.pending).toBeGreaterThan(0);
       io.write('tail|');
-      io.writev(['head|', Buffer.from('body|'), 'end']);
-      const expected = Buffer.concat([big, Buffer.from('tail|head|body|end')]);
-      const got = await readAll(peer, expected.length);
+      io.writev(['head|', Buffer.from('body|'), 'end|']);
+      const received = readToEnd(peer);
+      await once(client, 'drain');
+      expect(io.pending).toBe(0);
+      io.write('last');
+      client.end(); // the FIN goes after everything queued
+      const expected = Buffer.concat([big, Buffer.from('tail|head|body|end|last')]);
+      const got = await received;
       expect(got.length).toBe(expected.length);
       expect(sha(got)).toBe(sha(expected));
-      await new Promise((r) => setImmediate(r));
-      expect(drains).toBeGreaterThan(0);
-      expect(io.pending).toBe(0);
     });
 
     it(`${path}: pause stops reading, resume delivers what waited, then the end of stream`, async () => {
@@ -94,6 +90,76 @@ describe('SocketIO', () => {
       expect(got.join('')).toBe('abc');
     });
   }
+
+  it('writeProgressed tells a stalled direct write from one still going out', async () => {
+    const { client, peer } = await pair();
+    const io = new SocketIO(client, () => {});
+    expect(io.writeProgressed()).toBe(false); // nothing queued
+    peer.pause();
+    io.write(Buffer.alloc(32 * 1024 * 1024));
+    expect(io.writeProgressed()).toBe(true); // queued since the last look
+    await new Promise((r) => setTimeout(r, 100));
+    expect(io.writeProgressed()).toBe(false); // the peer reads nothing: stalled
+    peer.resume();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(io.pending === 0 || io.writeProgressed()).toBe(true);
+  });
+
+  it('a socket destroyed with direct writes queued closes quietly: no drain, no error', async () => {
+    const { client, peer } = await pair();
+    const io = new SocketIO(client, () => {});
+    peer.pause();
+    let drains = 0;
+    const errors: Error[] = [];
+    client.on('drain', () => drains++);
+    client.on('error', (e) => errors.push(e));
+    expect(io.write(Buffer.alloc(32 * 1024 * 1024))).toBe(false);
+    client.destroy();
+    await once(client, 'close');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(drains).toBe(0);
+    expect(errors).toEqual([]);
+  });
+
+  it('takes the handle node:net ends up with when a host has several addresses (autoSelectFamily)', async () => {
+    const peers: net.Socket[] = [];
+    const server = net.createServer((s) => peers.push(s));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    // 127.0.0.2 refuses (nothing listens there), so node:net moves on to 127.0.0.1 with a new handle.
+    const addresses = [{ address: '127.0.0.2', family: 4 }, { address: '127.0.0.1', family: 4 }];
+    const client = net.connect({
+      host: 'two-addresses.test',
+      port,
+      autoSelectFamily: true,
+      lookup: ((_host: string, opts: { all?: boolean }, cb: (...a: unknown[]) => void) =>
+        opts.all ? cb(null, addresses) : cb(null, addresses[1].address, 4)) as unknown as net.LookupFunction,
+    });
+    cleanup.push(() => new Promise<void>((r) => {
+      client.destroy();
+      for (const p of peers) p.destroy();
+      server.close(() => r());
+    }));
+    const first = (client as unknown as { _handle: unknown })._handle;
+    const got: string[] = [];
+    const io = new SocketIO(client, (c) => got.push(c.toString()));
+    await once(client, 'connect');
+    expect((client as unknown as { _handle: unknown })._handle).not.toBe(first); // the case under test
+    expect(io.direct).toBe(true);
+    while (peers.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const peer = peers[0];
+    expect(io.write('ping')).toBe(true);
+    const seen: string[] = [];
+    peer.on('data', (c: Buffer) => seen.push(c.toString()));
+    io.pause();
+    peer.write('pong');
+    await new Promise((r) => setTimeout(r, 150));
+    expect(got).toEqual([]); // paused on the handle that is really reading
+    io.resume();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(got.join('')).toBe('pong');
+    expect(seen.join('')).toBe('ping');
+  });
 
   it('direct reads and writes restart the socket inactivity timer, as node:net does', async () => {
     const { client, peer } = await pair();

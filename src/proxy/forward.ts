@@ -41,7 +41,11 @@ export function forward(o: ForwardOptions): Promise<ForwardOutcome> {
     const onClientClose = (): void => {
       if (!o.res.writableFinished) exchange?.abort(new LbError('LB_CLIENT_CLOSED', 'client closed'));
     };
-    const resume = (): void => exchange?.resume();
+    let waiting = false;
+    const resume = (): void => {
+      waiting = false;
+      exchange?.resume();
+    };
     o.res.on('close', onClientClose);
 
     exchange = o.upstream.request(
@@ -73,7 +77,11 @@ export function forward(o: ForwardOptions): Promise<ForwardOutcome> {
         onData(chunk) {
           bytes += chunk.length;
           if (o.res.write(chunk)) return true;
-          o.res.once('drain', resume);
+          // One read can hold several body pieces: wait for one 'drain', not one per piece.
+          if (!waiting) {
+            waiting = true;
+            o.res.once('drain', resume);
+          }
           return false;
         },
         onEnd(trailers) {

@@ -15,18 +15,20 @@ import { getSystemErrorName } from 'node:util';
  *
  * Order is kept: a direct write is made only when net.Socket has nothing buffered or corked
  * (otherwise the bytes go through socket.write), and libuv writes its queue in order. A direct
- * write that the kernel cannot take at once stays queued in libuv (its bytes kept alive here),
- * write() returns false, and the socket emits 'drain' once libuv's queue is empty again.
+ * write that the kernel cannot take at once stays queued in libuv (its bytes kept alive here).
+ * As with net.Socket, write() returns false once more than the socket's writableHighWaterMark
+ * is queued, and the socket emits 'drain' when libuv's queue is empty again.
  *
- * TLS sockets, and a Node whose stream binding does not look as expected, use the plain stream
- * path: the same API over socket.on('data'), pause/resume and cork/write.
+ * The handle is taken once the socket is connected: while it connects, node:net may replace it
+ * (trying a host's addresses in turn, autoSelectFamily). TLS sockets, a socket paused before it
+ * connected, one handed back with detach(), and a Node whose stream binding does not look as
+ * expected use the plain stream path: the same API over socket.on('data'), pause/resume and
+ * cork/write.
  */
 
 interface WriteReq {
   handle: StreamHandle;
   oncomplete: (this: WriteReq, status: number) => void;
-  async: boolean;
-  bytes: number;
   buffer: unknown;
   io: SocketIO | null;
 }
@@ -70,7 +72,8 @@ const OFFSET = binding?.kArrayBufferOffset ?? 0;
 const ASYNC = binding?.kLastWriteWasAsync ?? 0;
 
 /** The error node:net would report for a failed libuv call. */
-function errnoError(code: number, syscall: string): NodeJS.ErrnoException {
+function errnoError(code: unknown, syscall: string): NodeJS.ErrnoException {
+  if (typeof code !== 'number' || code >= 0) return Object.assign(new Error(`${syscall} failed`), { syscall });
   const name = getSystemErrorName(code);
   const err: NodeJS.ErrnoException = new Error(`${syscall} ${name}`);
   err.errno = code;
@@ -101,25 +104,37 @@ export class SocketIO {
   #handle: StreamHandle | null = null;
   #original: StreamHandle['onread'] | null = null;
   #paused = false;
+  /** A direct write returned false: 'drain' is owed once libuv's queue is empty. */
+  #needDrain = false;
+  /** libuv's queue at the last inactivity timeout (see writeProgressed). */
+  #queuedAtTimeout = 0;
 
   /** `onData` gets every chunk read, on either path. */
   constructor(socket: net.Socket, onData: (chunk: Buffer) => void) {
     this.socket = socket;
     this.#onData = onData;
-    const handle = (socket as unknown as SocketInternals)._handle;
-    if (
-      binding !== null && !(socket instanceof tls.TLSSocket) && handle !== null &&
-      typeof handle.onread === 'function' && typeof handle.writev === 'function' && typeof handle.readStop === 'function'
-    ) {
-      this.#handle = handle;
-      this.#original = handle.onread;
-      handle.onread = this.#onRead;
-    }
     // Kept on the direct path too: it keeps the socket flowing, so its end of stream is emitted.
     socket.on('data', onData);
+    if (binding === null || socket instanceof tls.TLSSocket) return;
+    if (socket.connecting) socket.once('connect', () => this.#hook());
+    else this.#hook();
   }
 
-  /** Reads are delivered directly (false on the stream path: TLS, or an unexpected binding). */
+  /** Take over the connected socket's handle, unless the stream path is already in use. */
+  #hook(): void {
+    const handle = (this.socket as unknown as SocketInternals)._handle;
+    if (
+      handle === null || this.socket.destroyed || this.#paused || this.#original !== null ||
+      typeof handle.onread !== 'function' || typeof handle.writev !== 'function' || typeof handle.readStop !== 'function'
+    ) {
+      return;
+    }
+    this.#handle = handle;
+    this.#original = handle.onread;
+    handle.onread = this.#onRead;
+  }
+
+  /** Reads and writes go to the handle (false on the stream path). */
   get direct(): boolean {
     return this.#handle !== null;
   }
@@ -146,7 +161,8 @@ export class SocketIO {
     if (h === null) return void this.socket.pause();
     if (h.reading && !this.socket.destroyed) {
       h.reading = false;
-      h.readStop();
+      const err = h.readStop();
+      if (err) this.socket.destroy(errnoError(err, 'read'));
     }
   }
 
@@ -172,9 +188,23 @@ export class SocketIO {
     this.#handle = null;
   }
 
-  /** Bytes accepted but not yet handed to the kernel. */
+  /**
+   * Bytes accepted but not yet handed to the kernel (an upper bound: a socket.write in progress
+   * is counted by net.Socket and by libuv). The server's idle check only looks for changes.
+   */
   get pending(): number {
     return this.socket.writableLength + (this.#handle?.writeQueueSize ?? 0);
+  }
+
+  /**
+   * Called on an inactivity timeout: is a queued direct write still going out? node:net holds
+   * its 'timeout' back in that case for its own writes; a caller does the same for these.
+   */
+  writeProgressed(): boolean {
+    const queued = this.#handle?.writeQueueSize ?? 0;
+    const moved = queued > 0 && queued !== this.#queuedAtTimeout;
+    this.#queuedAtTimeout = queued;
+    return moved;
   }
 
   /**
@@ -222,14 +252,12 @@ export class SocketIO {
     const req = new binding!.WriteWrap();
     req.handle = h;
     req.oncomplete = afterWrite;
-    req.async = false;
-    req.bytes = 0;
     req.buffer = null;
     req.io = null;
     return req;
   }
 
-  #dispatched(req: WriteReq, err: number, keep: unknown): boolean {
+  #dispatched(req: WriteReq, err: unknown, keep: unknown): boolean {
     const s = this.socket;
     if (err !== 0) {
       s.destroy(errnoError(err, 'write'));
@@ -238,9 +266,10 @@ export class SocketIO {
     if ((s as unknown as SocketInternals).timeout) (s as unknown as SocketInternals)._unrefTimer();
     if (state[ASYNC] === 0) return true;
     // The kernel took part of it: libuv writes the rest when it can; its bytes must stay alive.
-    req.async = true;
     req.buffer = keep;
     req.io = this;
+    if (req.handle.writeQueueSize < s.writableHighWaterMark) return true;
+    this.#needDrain = true;
     return false;
   }
 
@@ -250,6 +279,10 @@ export class SocketIO {
     if (s.destroyed) return;
     if (status < 0) return void s.destroy(errnoError(status, 'write'));
     if ((s as unknown as SocketInternals).timeout) (s as unknown as SocketInternals)._unrefTimer();
-    if (this.#handle === null || this.#handle.writeQueueSize === 0) s.emit('drain');
+    // After detach() the socket's own Writable decides when to emit 'drain'.
+    const h = this.#handle;
+    if (!this.#needDrain || h === null || h.writeQueueSize !== 0 || s.writableNeedDrain || s.writableEnded) return;
+    this.#needDrain = false;
+    s.emit('drain');
   }
 }

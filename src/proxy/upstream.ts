@@ -234,6 +234,8 @@ class Connection {
 
   #onTimeout = (): void => {
     if (!this.ex) return this.destroy(); // idle far longer than the sweep allows: close it
+    // A request body still going out to a slow reader is not silence (node:net's own rule).
+    if (this.io.writeProgressed()) return void this.socket.setTimeout(this.#timeoutMs);
     this.#fail(
       this.connected
         ? new LbError('LB_BACKEND_TIMEOUT', 'backend timed out')

@@ -3,6 +3,7 @@ import net, { type AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UpstreamPool, UPSTREAM_DEFAULTS, type UpstreamHandler, type UpstreamRequest } from '../src/proxy/upstream.js';
+import { HTTPParser, kOnHeadersComplete } from '../src/proxy/llhttp.js';
 import type { LbError } from '../src/util/errors.js';
 
 /** lb's upstream client against real servers on port 0: framing, reuse, limits, idle closes. */
@@ -164,6 +165,46 @@ describe('upstream client', () => {
     await expect(send(p, { path: '/silent', headersTimeout: 300 })).rejects.toMatchObject({ code: 'LB_BACKEND_TIMEOUT' });
     await expect(send(p, { path: '/garbage' })).rejects.toMatchObject({ code: 'LB_BACKEND_PROTOCOL' });
     expect(p.size).toBe(0); // none of those sockets is kept
+  });
+
+  it("a backend's header field with any byte node:http would refuse to send is a protocol error (so lb need not check again)", async () => {
+    // Every byte in a name and in a value, through the parser the upstream client uses.
+    const accepted: string[] = [];
+    for (let c = 0; c < 256; c++) {
+      for (const [name, value] of [[`x${String.fromCharCode(c)}y`, 'v'], ['x-test', `a${String.fromCharCode(c)}b`]]) {
+        const p = new HTTPParser();
+        p.initialize(HTTPParser.RESPONSE, {}, 0, 0);
+        let fields: string[] | null = null;
+        p[kOnHeadersComplete] = (_a: number, _b: number, h: string[]) => {
+          fields = h;
+          return 1;
+        };
+        const r = p.execute(Buffer.from(`HTTP/1.1 200 OK\r\n${name}: ${value}\r\ncontent-length: 0\r\n\r\n`, 'latin1'));
+        if (r instanceof Error || fields === null) continue;
+        const f: string[] = fields;
+        try {
+          for (let i = 0; i < f.length; i += 2) {
+            http.validateHeaderName(f[i]);
+            http.validateHeaderValue(f[i], f[i + 1]);
+          }
+        } catch {
+          accepted.push(JSON.stringify([name, value]));
+        }
+      }
+    }
+    expect(accepted).toEqual([]);
+    // And end to end: such a response never reaches the handler's onHead.
+    const raw = net.createServer((sock) => {
+      sock.once('data', (d) => {
+        const path = d.toString('latin1').split(' ')[1];
+        const field = path === '/name' ? 'x(y: 1' : path === '/del' ? 'x-a: 1\x7f' : 'x-a: 1\x01';
+        sock.end(`HTTP/1.1 200 OK\r\n${field}\r\ncontent-length: 0\r\n\r\n`, 'latin1');
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise((r) => raw.close(r)));
+    const p = pool(new URL(`http://127.0.0.1:${(raw.address() as AddressInfo).port}`));
+    for (const path of ['/name', '/del', '/ctl']) await expect(send(p, { path })).rejects.toMatchObject({ code: 'LB_BACKEND_PROTOCOL' });
   });
 
   it('an exchange aborted while queued never reaches the backend; close() waits for in-flight work', async () => {

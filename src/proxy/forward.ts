@@ -67,12 +67,9 @@ export function forward(o: ForwardOptions): Promise<ForwardOutcome> {
           status = code;
           const out = responseHeaders(headers);
           o.onResponse(code, out);
-          try {
-            o.res.writeHead(code, out);
-          } catch (err) {
-            // Headers Node refuses to send (invalid characters): never half-forward them.
-            exchange?.abort(new LbError('LB_BACKEND_PROTOCOL', 'backend sent invalid response headers', { cause: err }));
-          }
+          // The backend's fields passed llhttp's strict parse; lb's own (Set-Cookie from a
+          // validated cookie name and domain, Cache-Control) are valid by construction.
+          o.res.writeHead(code, out, true);
         },
         onData(chunk) {
           bytes += chunk.length;

@@ -15,7 +15,7 @@ pools:
 `;
   const parse = (text: string) => parseConfig(text, { file: 'lb.yaml', env: {}, baseDir: '/tmp' });
 
-  it.each(['example.com', '.example.com', 'app-1.internal'])('accepts the cookie domain %s', (domain) => {
+  it.each(['example.com', '.example.com', 'app-1.internal', 'svc_a.cluster.local'])('accepts the cookie domain %s', (domain) => {
     expect(parse(config(domain)).pools.app.affinity.cookie.domain).toBe(domain);
   });
 
@@ -27,6 +27,6 @@ pools:
       err = e;
     }
     expect(err).toBeInstanceOf(ConfigError);
-    expect(String((err as Error).message)).toMatch(/pools\.app\.affinity\.cookie\.domain: expected a domain name like example\.com, got .*\(line 8\)/);
+    expect(String((err as Error).message)).toMatch(/pools\.app\.affinity\.cookie\.domain: expected a domain name like example\.com \(punycode for IDNs\), got .*\(line 8\)/);
   });
 });

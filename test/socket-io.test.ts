@@ -161,6 +161,30 @@ describe('SocketIO', () => {
     expect(seen.join('')).toBe('ping');
   });
 
+  it('a socket detached while still connecting stays on plain data events', async () => {
+    const peers: net.Socket[] = [];
+    const server = net.createServer((s) => peers.push(s));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const client = net.connect({ port: (server.address() as AddressInfo).port, host: '127.0.0.1' });
+    cleanup.push(() => new Promise<void>((r) => {
+      client.destroy();
+      for (const p of peers) p.destroy();
+      server.close(() => r());
+    }));
+    const mine: string[] = [];
+    const io = new SocketIO(client, (c) => mine.push(c.toString()));
+    io.detach();
+    const theirs: string[] = [];
+    client.on('data', (c: Buffer) => theirs.push(c.toString()));
+    await once(client, 'connect');
+    expect(io.direct).toBe(false);
+    while (peers.length === 0) await new Promise((r) => setTimeout(r, 5));
+    peers[0].write('hello');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(mine).toEqual([]);
+    expect(theirs.join('')).toBe('hello');
+  });
+
   it('direct reads and writes restart the socket inactivity timer, as node:net does', async () => {
     const { client, peer } = await pair();
     let chunks = 0;

@@ -90,7 +90,7 @@ const route: Reader<RouteConfig> = (node, path, ctx) => {
 
 const affinity: Reader<AffinityConfig> = (node, path, ctx) => {
   const cookie: Reader<AffinityConfig['cookie']> = (n, p, c) => {
-    const f = fields(n, p, c, { name: str({ pattern: /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, expected: 'a cookie name' }), secrets: list(str({ pattern: /^.{8,}$/, expected: 'a secret of at least 8 characters' })), maxIdle: duration, maxLife: duration, domain: str({ pattern: /^\.?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*$/, expected: 'a domain name like example.com' }) });
+    const f = fields(n, p, c, { name: str({ pattern: /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, expected: 'a cookie name' }), secrets: list(str({ pattern: /^.{8,}$/, expected: 'a secret of at least 8 characters' })), maxIdle: duration, maxLife: duration, domain: str({ pattern: /^\.?[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/, expected: 'a domain name like example.com (punycode for IDNs)' }) });
     return f ? (f.values as unknown as AffinityConfig['cookie']) : undefined;
   };
   const hash: Reader<NonNullable<AffinityConfig['hash']>> = (n, p, c) => {

@@ -65,11 +65,17 @@ export function forward(o: ForwardOptions): Promise<ForwardOutcome> {
         },
         onHead(code, headers) {
           status = code;
-          const out = responseHeaders(headers);
-          o.onResponse(code, out);
-          // The backend's fields passed llhttp's strict parse; lb's own (Set-Cookie from a
-          // validated cookie name and domain, Cache-Control) are valid by construction.
-          o.res.writeHead(code, out, true);
+          try {
+            const out = responseHeaders(headers);
+            o.onResponse(code, out);
+            // The backend's fields passed llhttp's strict parse; lb's own (Set-Cookie from a
+            // validated cookie name and domain, Cache-Control) are valid by construction.
+            o.res.writeHead(code, out, true);
+          } catch (err) {
+            // Never expected; but this runs inside the backend socket's parser callback, where a
+            // throw would take the process down: the exchange fails instead (502), nothing half-sent.
+            exchange?.abort(new LbError('LB_BACKEND_PROTOCOL', 'the response head could not be relayed', { cause: err }));
+          }
         },
         onData(chunk) {
           bytes += chunk.length;

@@ -289,7 +289,7 @@ export class ProxyResponse {
   write(chunk: Buffer): boolean {
     if (this.destroyed || this.writableFinished) return false;
     const parts = this.#frame(chunk);
-    return parts.length ? this.#io.writev(parts) : !this.socket.writableNeedDrain;
+    return parts.length ? this.#io.writev(parts) : !this.#io.needDrain;
   }
 
   end(chunk?: Buffer | string): void {

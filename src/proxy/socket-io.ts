@@ -104,6 +104,8 @@ export class SocketIO {
   #handle: StreamHandle | null = null;
   #original: StreamHandle['onread'] | null = null;
   #paused = false;
+  /** Handed back (detach): never hooked again, even if still connecting. */
+  #detached = false;
   /** A direct write returned false: 'drain' is owed once libuv's queue is empty. */
   #needDrain = false;
   /** libuv's queue at the last inactivity timeout (see writeProgressed). */
@@ -124,7 +126,7 @@ export class SocketIO {
   #hook(): void {
     const handle = (this.socket as unknown as SocketInternals)._handle;
     if (
-      handle === null || this.socket.destroyed || this.#paused || this.#original !== null ||
+      handle === null || this.socket.destroyed || this.#paused || this.#detached || this.#original !== null ||
       typeof handle.onread !== 'function' || typeof handle.writev !== 'function' || typeof handle.readStop !== 'function'
     ) {
       return;
@@ -178,14 +180,24 @@ export class SocketIO {
     }
   }
 
-  /** Hand the socket back to plain stream reads (an upgraded connection's tunnel reads 'data'). */
+  /**
+   * Hand the socket back to plain stream reads (an upgraded connection's tunnel reads 'data').
+   * A 'drain' still owed for a direct write is not emitted after this: lb detaches only idle
+   * connections, and from here the socket's own Writable answers for 'drain'.
+   */
   detach(): void {
+    this.#detached = true;
     this.socket.off('data', this.#onData);
     this.resume();
     const h = this.#handle;
     if (h === null) return;
     h.onread = this.#original!;
     this.#handle = null;
+  }
+
+  /** A write returned false and its 'drain' has not come yet (direct or through net.Socket). */
+  get needDrain(): boolean {
+    return this.#needDrain || this.socket.writableNeedDrain;
   }
 
   /**

@@ -90,16 +90,19 @@ export function stripHopByHop(raw: readonly string[], ctx: HeaderContext): Heade
 
 export function stripAffinityCookie(h: HeaderList, ctx: HeaderContext): HeaderList {
   if (!ctx.affinityCookie) return h;
-  const out: HeaderList = [];
-  for (let i = 0; i < h.length; i += 2) {
-    if (!fieldIs(h[i], 'cookie')) {
-      out.push(h[i], h[i + 1]);
-      continue;
+  // In place: the list is the pipeline's own copy (stripHopByHop made it).
+  for (let i = 0; i < h.length; ) {
+    if (fieldIs(h[i], 'cookie')) {
+      const rest = withoutCookie(h[i + 1], ctx.affinityCookie);
+      if (rest === undefined) {
+        h.splice(i, 2);
+        continue;
+      }
+      h[i + 1] = rest;
     }
-    const rest = withoutCookie(h[i + 1], ctx.affinityCookie);
-    if (rest !== undefined) out.push(h[i], rest);
+    i += 2;
   }
-  return out;
+  return h;
 }
 
 /** Append the peer to X-Forwarded-For (a trusted proxy's chain is kept; otherwise it was dropped above). */

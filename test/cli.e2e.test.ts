@@ -215,4 +215,12 @@ describe('the lb CLI against a real lb process', () => {
     }
     expect((await runCli(['backends', '--bogus'])).code).toBe(2);
   });
+
+  it('`npx lb` works in the checkout, as the README runs it (the built bin is executable)', async () => {
+    const r = await runCli(['lb', '--help'], {}, 'npx');
+    expect(r.stderr).not.toMatch(/Permission denied/);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^lb — session-affinity load balancer/);
+    expect(r.stdout).toMatch(/\n  demo /);
+  });
 });

@@ -7,7 +7,7 @@ import {
   type LlhttpParser, type ParseError,
 } from './llhttp.js';
 import { fieldIs } from './headers.js';
-import { CRLF, chunkSize, closeLater, lastChunk } from './wire.js';
+import { CRLF, chunkParts, closeLater, lastChunk } from './wire.js';
 import { SocketIO } from './socket-io.js';
 
 /**
@@ -75,7 +75,7 @@ class BodyStream extends Readable {
   }
 
   override _read(): void {
-    if (this.#io.paused && !this.#io.socket.destroyed) this.#io.resume();
+    this.#io.resume(); // a no-op unless the body's backpressure paused it
   }
 }
 
@@ -326,7 +326,7 @@ export class ProxyResponse {
       this.#head = null;
     }
     if (chunk === undefined || chunk.length === 0 || this.#bodyless) return parts;
-    if (this.#chunked) parts.push(chunkSize(chunk.length), chunk, CRLF);
+    if (this.#chunked) parts.push(...chunkParts(chunk));
     else parts.push(chunk);
     return parts;
   }

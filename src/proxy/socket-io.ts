@@ -89,6 +89,12 @@ interface SocketInternals {
   timeout?: number;
 }
 
+/** What node:net does on every read and write: restart the socket's inactivity timer, if it has one. */
+function activity(socket: net.Socket): void {
+  const s = socket as unknown as SocketInternals;
+  if (s.timeout) s._unrefTimer();
+}
+
 /** A direct write that libuv finished later: report a failure, or 'drain' once all is out. */
 function afterWrite(this: WriteReq, status: number): void {
   const io = this.io;
@@ -146,7 +152,7 @@ export class SocketIO {
     const n = state[READ];
     const socket = this.socket;
     if (n <= 0 || socket.destroyed) return this.#original!.call(this.#handle!, arrayBuffer);
-    if ((socket as unknown as SocketInternals).timeout) (socket as unknown as SocketInternals)._unrefTimer();
+    activity(socket);
     this.#onData(Buffer.from(arrayBuffer, state[OFFSET], n));
     return undefined;
   };
@@ -275,7 +281,7 @@ export class SocketIO {
       s.destroy(errnoError(err, 'write'));
       return false;
     }
-    if ((s as unknown as SocketInternals).timeout) (s as unknown as SocketInternals)._unrefTimer();
+    activity(s);
     if (state[ASYNC] === 0) return true;
     // The kernel took part of it: libuv writes the rest when it can; its bytes must stay alive.
     req.buffer = keep;
@@ -290,7 +296,7 @@ export class SocketIO {
     const s = this.socket;
     if (s.destroyed) return;
     if (status < 0) return void s.destroy(errnoError(status, 'write'));
-    if ((s as unknown as SocketInternals).timeout) (s as unknown as SocketInternals)._unrefTimer();
+    activity(s);
     // After detach() the socket's own Writable decides when to emit 'drain'.
     const h = this.#handle;
     if (!this.#needDrain || h === null || h.writeQueueSize !== 0 || s.writableNeedDrain || s.writableEnded) return;

@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { classifyUpstreamError, LbError } from '../util/errors.js';
 import { fieldIs } from './headers.js';
 import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpParser } from './llhttp.js';
-import { CRLF, chunkSize, closeLater, lastChunk } from './wire.js';
+import { CRLF, chunkParts, closeLater, lastChunk } from './wire.js';
 import { SocketIO } from './socket-io.js';
 
 /**
@@ -353,7 +353,7 @@ class ActiveExchange implements Exchange {
       let ok: boolean;
       if (chunked) {
         if (chunk.length === 0) return;
-        ok = io.writev([chunkSize(chunk.length), chunk, CRLF]);
+        ok = io.writev(chunkParts(chunk));
       } else ok = io.write(chunk);
       if (!ok) body.pause();
     };

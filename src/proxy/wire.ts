@@ -3,9 +3,9 @@ import type { LlhttpParser } from './llhttp.js';
 /** HTTP/1.1 on the wire, shared by lb's client side (server.ts) and backend side (upstream.ts). */
 export const CRLF = '\r\n';
 
-/** A chunked body's size line; the chunk's data and a CRLF follow it. */
-export function chunkSize(length: number): string {
-  return `${length.toString(16)}${CRLF}`;
+/** One piece of a chunked body as it goes on the wire: size line, data, CRLF (one writev). */
+export function chunkParts(chunk: Buffer): [string, Buffer, string] {
+  return [`${chunk.length.toString(16)}${CRLF}`, chunk, CRLF];
 }
 
 /** The end of a chunked body: the zero-size chunk, any trailer fields ([name, value, …]), the blank line. */

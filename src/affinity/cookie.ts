@@ -5,6 +5,22 @@ import { readCookie, serializeSetCookie } from './cookie-header.js';
 import { SessionTable } from './sessions.js';
 import type { Affinity, Decision, Lookup, RequestFacts, TouchSink } from './types.js';
 
+type Pinned = Extract<Lookup, { kind: 'pinned' }>;
+
+/**
+ * A pinned lookup as this class makes it: shared by every request that carries the same cookie
+ * (read-only to everyone else), with the session table's generation when its session was last
+ * recorded (-1: not yet).
+ */
+interface Pin extends Pinned {
+  touched: number;
+}
+
+/** The lookup of a request without lb's cookie (never modified by anyone). */
+const NONE: Lookup = Object.freeze({ kind: 'none' });
+/** Cookie values remembered with their lookup, as the codec's verified-cookie cache. */
+const PIN_CACHE = 10_000;
+
 export interface CookieAffinityDeps {
   config: CookieAffinityConfig;
   /** Effective secrets: config's, or the generated one kept in the state store. */
@@ -34,6 +50,12 @@ export class CookieAffinity implements Affinity {
    * than count as unknown (bounded: the oldest are forgotten first).
    */
   readonly #retired = new Set<string>();
+  /**
+   * Cookie value → its pinned lookup, for the pool view #tokensFor (emptied when the view changes):
+   * a returning client costs one map lookup and an expiry check, no decoding or allocation.
+   * Bounded, oldest out.
+   */
+  #pins = new Map<string, Pin>();
 
   constructor(deps: CookieAffinityDeps) {
     this.#config = deps.config;
@@ -59,8 +81,15 @@ export class CookieAffinity implements Affinity {
 
   lookup(req: RequestFacts, view: PoolView): Lookup {
     const raw = readCookie(req.headers.cookie, this.#config.name);
-    if (raw === undefined) return { kind: 'none' };
-    const decoded = this.codec.decode(raw, this.#now(), this.#config);
+    if (raw === undefined) return NONE;
+    const now = this.#now();
+    if (this.#tokensFor === view) {
+      // The codec's expiry rules (cookie-codec.ts #expiry) for a cookie already verified and
+      // mapped: within maxLife and maxIdle, it is the same pin as last time.
+      const pin = this.#pins.get(raw);
+      if (pin !== undefined && now - pin.session.issuedAt <= this.#config.maxLife && now - pin.session.lastSeen <= this.#config.maxIdle) return pin;
+    }
+    const decoded = this.codec.decode(raw, now, this.#config);
     const claims = decoded.ok ? decoded.claims : decoded.idleClaims;
     if (!claims) return { kind: 'rejected', reason: (decoded as { reason: RejectReason }).reason };
     const backendId = this.#tokenMap(view, claims.keyId).get(claims.token);
@@ -68,14 +97,26 @@ export class CookieAffinity implements Affinity {
     // Idle by the cookie's clock, but kept alive server-side (an open WebSocket): still valid.
     if (!decoded.ok && !this.#sessions.isLive(claims.sessionId, backendId)) return { kind: 'rejected', reason: 'expired' };
     const { sessionId: id, issuedAt, lastSeen } = claims;
-    return { kind: 'pinned', backendId, session: { id, issuedAt, lastSeen } };
+    const pin: Pin = { kind: 'pinned', backendId, session: { id, issuedAt, lastSeen }, touched: -1 };
+    if (decoded.ok) {
+      if (this.#pins.size >= PIN_CACHE) this.#pins.delete(this.#pins.keys().next().value!);
+      this.#pins.set(raw, pin);
+    }
+    return pin;
   }
 
   persist(d: Decision, secure: boolean): string | undefined {
     const now = this.#now();
-    const was = d.lookup.kind === 'pinned' ? d.lookup : undefined;
+    const was = d.lookup.kind === 'pinned' ? (d.lookup as Pin) : undefined;
     const pinned = was?.session;
     const fresh = d.result === 'hit' && pinned !== undefined && now - pinned.lastSeen < this.#config.maxIdle / 4;
+    // A returning client whose cookie needs no re-issue: its session was recorded with this very
+    // expiry, and nothing has left the table since, so recording it again would change nothing
+    // (here, in the primary, or in the fleet store).
+    if (fresh && was!.touched === this.#sessions.generation) {
+      d.sessionId = pinned.id;
+      return undefined;
+    }
     const issuedAt = pinned ? pinned.issuedAt : now;
     const lastSeen = fresh ? pinned!.lastSeen : now;
     // A rejected cookie's session id is not trusted: the client starts a new session.
@@ -87,7 +128,8 @@ export class CookieAffinity implements Affinity {
     } else ({ sessionId, value } = this.codec.mint(d.backend.id, now));
     d.sessionId = sessionId;
     const expiresAt = Math.min(lastSeen + this.#config.maxIdle, issuedAt + this.#config.maxLife);
-    this.#sessions.touch(sessionId, d.backend.id, expiresAt);
+    const recorded = this.#sessions.touch(sessionId, d.backend.id, expiresAt);
+    if (fresh && recorded) was!.touched = this.#sessions.generation;
     this.#onTouch?.(sessionId, d.backend.id, expiresAt);
     if (!value) return undefined;
     const maxAge = Math.max(1, Math.floor((issuedAt + this.#config.maxLife - now) / 1000));
@@ -121,6 +163,7 @@ export class CookieAffinity implements Affinity {
       for (const b of this.#tokensFor?.all ?? []) if (!view.byId.has(b.id)) this.#retire(b.id);
       for (const b of view.all) this.#retired.delete(b.id);
       this.#tokens = new Map();
+      this.#pins = new Map();
       this.#tokensFor = view;
     }
     let map = this.#tokens.get(keyId);

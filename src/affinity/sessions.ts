@@ -96,6 +96,13 @@ export class SessionTable {
   readonly #epoch: number;
   /** Where the next eviction sample starts (moves on, so every region gets its turn). */
   #cursor = 0;
+  /**
+   * Bumped whenever an entry may have left the table or lowered its expiry (removal, eviction,
+   * sweep, re-pin, a hold released, a backend index taken over). Between two equal readings,
+   * every entry touched is still there with at least the expiry it was given, so repeating
+   * that touch would change nothing (CookieAffinity skips it for a returning client).
+   */
+  #generation = 0;
 
   /**
    * A flood of cookieless requests creates a session each; past this many entries the entry
@@ -161,6 +168,7 @@ export class SessionTable {
     if (idx === -1) return -1;
     const previous = this.#ids[idx];
     if (previous !== undefined) this.#index.delete(previous);
+    this.#generation++;
     this.#ids[idx] = backend;
     this.#counts[idx] = 0;
     this.#index.set(backend, idx);
@@ -189,6 +197,7 @@ export class SessionTable {
     const mask = this.#mask;
     this.#counts[who[slot]]--;
     this.#size--;
+    this.#generation++;
     let hole = slot;
     for (let j = (hole + 1) & mask; who[j] !== EMPTY; j = (j + 1) & mask) {
       const h = home(keys[j * 3], keys[j * 3 + 1], keys[j * 3 + 2]) & mask;
@@ -304,6 +313,7 @@ export class SessionTable {
       if (n > 0) return void this.#holds.set(sessionId, n);
       this.#holds.delete(sessionId);
       this.#exp[slot] = this.#sec(this.#now() + idleMs);
+      this.#generation++;
     };
   }
 
@@ -323,6 +333,11 @@ export class SessionTable {
 
   get size(): number {
     return this.#size;
+  }
+
+  /** See #generation: equal readings mean no entry left the table or lost expiry in between. */
+  get generation(): number {
+    return this.#generation;
   }
 
   /** Slots allocated (18 bytes each): the table's memory, which grows and shrinks with it. */

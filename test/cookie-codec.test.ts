@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { CookieCodec } from '../src/affinity/cookie-codec.js';
 import { readCookie, withoutCookie } from '../src/affinity/cookie-header.js';
+import { CookieAffinity } from '../src/affinity/cookie.js';
+import type { Decision, RequestFacts } from '../src/affinity/types.js';
+import type { PoolView } from '../src/balancer/registry.js';
+import type { Backend } from '../src/balancer/types.js';
 
 const limits = { maxIdle: 30 * 60_000, maxLife: 12 * 3600_000 };
 const T0 = 1_700_000_000_000;
@@ -295,5 +299,72 @@ describe('HmacSha256', () => {
     expect(() => new HmacSha256('k', 33).digestInto(buf, 33, buf, 40, 16)).toThrow(RangeError); // past the end
     expect(() => new HmacSha256('k', 33).digestInto(buf, 33, Buffer.alloc(64), 0, 33)).toThrow(RangeError); // over 32
     expect(buf.subarray(33).equals(createHmac('sha256', 'k').update(buf.subarray(0, 33)).digest().subarray(0, 16))).toBe(true);
+  });
+});
+
+describe('CookieAffinity: a returning client', () => {
+  const config = { name: 'lb_affinity', secrets: [], maxIdle: 30 * 60_000, maxLife: 12 * 3600_000 };
+  const view = (ids: string[]): PoolView => {
+    const all = ids.map((id) => ({ id }) as Backend);
+    return { name: 'app', config: {} as PoolView['config'], all, byId: new Map(all.map((b) => [b.id, b])), eligible: all, generation: ids.length };
+  };
+  const facts = (cookie?: string): RequestFacts => ({ headers: cookie ? { cookie } : {}, url: '/', clientIp: '127.0.0.1' });
+  const setup = () => {
+    let now = T0;
+    const touches: string[] = [];
+    const a = new CookieAffinity({ config, secrets: ['s3cret-one'], now: () => now, onTouch: (id, b) => touches.push(`${id}@${b}`) });
+    const v = view(['n1', 'n2']);
+    // A first request: no cookie, placed on n1, given a cookie.
+    const first: Decision = { backend: v.byId.get('n1')!, result: 'new', lookup: a.lookup(facts(), v) };
+    const setCookie = a.persist(first, false)!;
+    const cookie = setCookie.split(';')[0];
+    return { a, v, cookie, touches, advance: (ms: number) => (now += ms) };
+  };
+  const hit = (a: CookieAffinity, v: PoolView, cookie: string): Decision => {
+    const lookup = a.lookup(facts(cookie), v);
+    expect(lookup.kind).toBe('pinned');
+    return { backend: v.byId.get((lookup as { backendId: string }).backendId)!, result: 'hit', lookup };
+  };
+
+  it('is looked up once per cookie and view, and its session is recorded again only when the table may have lost it', () => {
+    const { a, v, cookie, touches } = setup();
+    expect(touches).toHaveLength(1);
+    const d1 = hit(a, v, cookie);
+    expect(a.persist(d1, false)).toBeUndefined(); // fresh: no new cookie
+    expect(touches).toHaveLength(2); // the first return records the session under the cookie's expiry
+    const d2 = hit(a, v, cookie);
+    expect(d2.lookup).toBe(d1.lookup); // the cached pin, not decoded again
+    expect(a.persist(d2, false)).toBeUndefined();
+    expect(d2.sessionId).toBe(d1.sessionId);
+    expect(touches).toHaveLength(2); // nothing left the table: recording it again would change nothing
+    expect(a.liveSessions('n1')).toBe(1);
+    // The session leaves the table (here: its backend forgotten): the next return records it again.
+    a.forgetBackend('n1');
+    expect(a.liveSessions('n1')).toBe(0);
+    const d3 = hit(a, v, cookie);
+    a.persist(d3, false);
+    expect(touches).toHaveLength(3);
+    expect(a.liveSessions('n1')).toBe(1);
+  });
+
+  it('is not served from the cache once the cookie is idle past maxIdle, or once the pool view changed', () => {
+    const { a, v, cookie } = setup();
+    const d1 = hit(a, v, cookie);
+    a.persist(d1, false);
+    // A new view (n1 left the pool): the cookie is mapped again, and still names n1 (re-pinned as "gone" by select).
+    const v2 = view(['n2']);
+    const moved = a.lookup(facts(cookie), v2);
+    expect(moved).not.toBe(d1.lookup);
+    expect(moved).toMatchObject({ kind: 'pinned', backendId: 'n1' });
+    expect(a.lookup(facts(cookie), v)).not.toBe(d1.lookup);
+  });
+
+  it('expires by the cookie clock even when its pin is cached', () => {
+    const { a, v, cookie, advance } = setup();
+    const d1 = hit(a, v, cookie);
+    expect(a.lookup(facts(cookie), v)).toBe(d1.lookup);
+    advance(config.maxIdle + 1000);
+    a.sweep(); // the session's entry expires too, so nothing keeps the idle cookie valid
+    expect(a.lookup(facts(cookie), v)).toEqual({ kind: 'rejected', reason: 'expired' });
   });
 });

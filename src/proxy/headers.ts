@@ -41,9 +41,19 @@ const PROTECTED = new Set([
 const LB_OWNED = new Set(['x-lb-repinned']);
 const FORWARDED_FIELDS = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded']);
 
-/** Is header field name `field` the (lower-case) `lowerName`? The length test skips most lower-casing. */
+/**
+ * Is header field name `field` the lower-case `lowerName`? ASCII case folding, letters only (field
+ * names are ASCII tokens: RFC 9110 §5.1), compared in place: no lower-cased copy per call.
+ */
 export function fieldIs(field: string, lowerName: string): boolean {
-  return field.length === lowerName.length && field.toLowerCase() === lowerName;
+  const n = lowerName.length;
+  if (field.length !== n) return false;
+  for (let i = 0; i < n; i++) {
+    const c = field.charCodeAt(i);
+    const l = lowerName.charCodeAt(i);
+    if (c !== l && !(l >= 0x61 && l <= 0x7a && c === l - 0x20)) return false;
+  }
+  return true;
 }
 
 export function get(h: HeaderList, name: string): string | undefined {
@@ -61,17 +71,34 @@ function set(h: HeaderList, name: string, value: string): HeaderList {
   return h;
 }
 
-/** Names listed in Connection (RFC 9110 §7.6.1), minus the protected ones. */
-export function connectionListed(raw: readonly string[]): Set<string> {
-  const listed = new Set<string>();
+/** Names listed in Connection (RFC 9110 §7.6.1), minus the protected ones; undefined when none. */
+function connectionListed(raw: readonly string[]): Set<string> | undefined {
+  let listed: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     if (!fieldIs(raw[i], 'connection')) continue;
     for (const token of raw[i + 1].split(',')) {
       const name = token.trim().toLowerCase();
-      if (name && !PROTECTED.has(name)) listed.add(name);
+      if (name && !PROTECTED.has(name)) (listed ??= new Set()).add(name);
     }
   }
   return listed;
+}
+
+/** What stripHopByHop drops: hop-by-hop and lb-owned fields always, forwarding fields unless from a trusted proxy. */
+const STRIPPED: ReadonlyArray<readonly [name: string, always: boolean]> = [
+  ...[...HOP_BY_HOP, ...LB_OWNED].map((n) => [n, true] as const),
+  ...[...FORWARDED_FIELDS].map((n) => [n, false] as const),
+];
+/** STRIPPED by name length: most fields have no candidate, or one or two to compare. */
+const STRIPPED_BY_LENGTH: Array<Array<readonly [string, boolean]> | undefined> = [];
+for (const entry of STRIPPED) (STRIPPED_BY_LENGTH[entry[0].length] ??= []).push(entry);
+
+/** Is `name` dropped by the fixed rules (not Connection's list)? */
+function stripped(name: string, trusted: boolean): boolean {
+  const candidates = STRIPPED_BY_LENGTH[name.length];
+  if (candidates === undefined) return false;
+  for (const [n, always] of candidates) if (fieldIs(name, n)) return always || !trusted;
+  return false;
 }
 
 /** Copy, dropping hop-by-hop fields, those named in Connection, and lb-owned/untrusted forwarding fields. */
@@ -79,11 +106,10 @@ export function stripHopByHop(raw: readonly string[], ctx: HeaderContext): Heade
   const listed = connectionListed(raw);
   const out: HeaderList = [];
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toLowerCase();
-    if (HOP_BY_HOP.has(name) || LB_OWNED.has(name)) continue;
-    if (listed.size > 0 && listed.has(name)) continue;
-    if (!ctx.trusted && FORWARDED_FIELDS.has(name)) continue;
-    out.push(raw[i], raw[i + 1]);
+    const name = raw[i];
+    if (stripped(name, ctx.trusted)) continue;
+    if (listed !== undefined && listed.has(name.toLowerCase())) continue;
+    out.push(name, raw[i + 1]);
   }
   return out;
 }

@@ -232,7 +232,9 @@ export class SocketIO {
   #writable(): StreamHandle | null {
     const h = this.#handle;
     const s = this.socket;
-    if (h === null || s.connecting || s.destroyed || s.writableEnded || s.writableLength !== 0 || s.writableCorked !== 0) return null;
+    // The Writable's state is read directly: its public getters (writableLength, …) cost a call each, twice per request.
+    const w = (s as unknown as { _writableState: { length: number; corked: number; ending: boolean } })._writableState;
+    if (h === null || s.connecting || s.destroyed || w.ending || w.length !== 0 || w.corked !== 0) return null;
     return h;
   }
 

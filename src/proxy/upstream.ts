@@ -79,6 +79,8 @@ class Connection {
   dead = false;
   /** Keep-alive idle time for this socket (from the backend's hint, if any). */
   idleMs: number;
+  /** The Keep-Alive field value idleMs was last read from. */
+  #keepAliveHint: string | undefined;
   /** When it last went idle (ms since epoch), for the pool's idle sweep. */
   idleSince = 0;
   #timeoutMs = -1;
@@ -263,8 +265,10 @@ class Connection {
       const name = headers[i];
       if (fieldIs(name, 'content-length')) length = Number(headers[i + 1]);
       else if (fieldIs(name, 'transfer-encoding')) chunked = true; // llhttp decodes it
-      else if (keepAlive && fieldIs(name, 'keep-alive')) {
-        const m = /timeout=(\d+)/i.exec(headers[i + 1]);
+      else if (keepAlive && fieldIs(name, 'keep-alive') && headers[i + 1] !== this.#keepAliveHint) {
+        // A backend repeats the same hint on every response: it is read once per connection.
+        this.#keepAliveHint = headers[i + 1];
+        const m = /timeout=(\d+)/i.exec(this.#keepAliveHint);
         if (m) this.idleMs = Math.min(600_000, Number(m[1]) * 1000 - this.#pool.opts.keepAliveThreshold);
       }
     }

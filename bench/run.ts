@@ -6,12 +6,13 @@
  *   · the Node floor (bench/proxies/floor.cjs: bytes passed through, llhttp only for framing)
  * Per run: wrk -t1 -c50 --latency on /100 (no cookies: every request a new session), /100 with
  * returning users (a wrk script sends back 1,000 cookies the target issued) and /16k, after a 1 s
- * uncounted warm-up; rounds are interleaved (A B C … A B C …). Reported: medians over rounds of
+ * uncounted warm-up (and, before the first round, `--warmup` seconds of load per target and
+ * scenario: lb's JavaScript is compiled while it runs); rounds are interleaved (A B C … A B C …). Reported: medians over rounds of
  * req/s, p50, p99, proxy CPU µs per request (utime+stime from /proc), max RSS, total errors, CPU
  * relative to HAProxy, the machine's other load and steal time; then lb's RSS over 1,000,000
  * requests (returning users, then no cookies).
  *
- *   node --import tsx bench/run.ts [--seconds 8] [--rounds 3] [--memory-requests 1000000]
+ *   node --import tsx bench/run.ts [--seconds 8] [--rounds 3] [--warmup 5] [--memory-requests 1000000]
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
@@ -165,6 +166,7 @@ async function main(): Promise<void> {
   const opt = (name: string, def: number) => numberOpt(args, name, def);
   const seconds = opt('--seconds', 8);
   const rounds = opt('--rounds', 3);
+  const warmup = opt('--warmup', 5);
   const memRequests = opt('--memory-requests', 1_000_000);
   ensurePeers([
     { bin: '/usr/sbin/haproxy', pkg: 'haproxy' },
@@ -182,6 +184,10 @@ async function main(): Promise<void> {
     const targets = await startTargets(dir, bports);
 
     for (const t of targets) await mintCookies(t, dir);
+    // Warm every target up before the first round, on every scenario, uncounted. V8 compiles lb's
+    // code as it runs, on the one CPU lb is pinned to: a fresh lb's first 8 s under load had a p99
+    // 4–18× that of the 8 s after (bench/RESULTS.md, 2026-11-28). HAProxy and nginx get the same.
+    for (const sc of SCENARIOS) for (const t of targets) await runWrk(`http://127.0.0.1:${t.port}${sc.path}`, warmup, sc.returning ? t.script : undefined);
     const samples = new Map<string, Sample[]>();
     const t0 = Date.now();
     for (let r = 0; r < rounds; r++)
@@ -229,7 +235,7 @@ async function main(): Promise<void> {
       `Node ${process.version}; ${version('/usr/sbin/haproxy', ['-v'])}; ${version('/usr/sbin/nginx', ['-v'])}; ${version('/usr/bin/wrk', ['-v'])}; http-proxy ${JSON.parse(readFileSync('node_modules/http-proxy/package.json', 'utf8')).version}  `,
       `CPU: ${cpuModel}, ${cores} cores; load average before the run: ${loadBefore}  `,
       `Pinning: each proxy on CPU 0 (taskset -c 0) except lb workers:auto (taskset -c 0,1); wrk (-t1 -c50, --latency) and the 3 Node backends (one process) on CPU 1.  `,
-      `${rounds} rounds × ${seconds} s per run (after a 1 s uncounted warm-up), targets interleaved; medians over rounds; RSS is the max after any run; errors are totals (socket errors + non-2xx). ` +
+      `${rounds} rounds × ${seconds} s per run (after a 1 s uncounted warm-up; before the first round, ${warmup} s of load per target and scenario), targets interleaved; medians over rounds; RSS is the max after any run; errors are totals (socket errors + non-2xx). ` +
         `Without cookies every request is a new session, so cookie-affinity proxies (lb cookie, haproxy) set a cookie on every response (lb also signs it and counts the session); ` +
         `with returning users each request carries a cookie the target issued earlier (1,000 of them, sent in turn by a wrk script).`,
     ];

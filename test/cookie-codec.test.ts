@@ -267,6 +267,42 @@ describe('SessionTable', () => {
     expect([t.isLive(sid(1), 'b1'), t.isLive(sid(1), 'other'), t.held()]).toEqual([false, false, []]);
   });
 
+  it('changes its generation whenever an entry may have left or lost expiry, and not otherwise', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    let now = 1_000_000;
+    const t = new SessionTable(() => now, 4);
+    let g = t.generation;
+    const changed = (): boolean => {
+      const c = t.generation !== g;
+      g = t.generation;
+      return c;
+    };
+    t.touch(sid(1), 'n1', now + 10_000);
+    expect(changed()).toBe(false); // a new entry
+    t.touch(sid(1), 'n1', now + 20_000);
+    t.touch(sid(1), 'n1', now + 15_000);
+    expect(changed()).toBe(false); // a later expiry, then an earlier one (kept as it was)
+    t.touch(sid(1), 'n2', now + 20_000);
+    expect(changed()).toBe(true); // re-pinned: it left n1
+    for (const i of [2, 3, 4]) t.touch(sid(i), 'n1', now + 30_000 + i);
+    expect(changed()).toBe(false);
+    t.touch(sid(5), 'n1', now + 40_000);
+    expect(changed()).toBe(true); // at the cap: one evicted
+    const release = t.hold(sid(5), 'n1', 1000);
+    expect(changed()).toBe(false);
+    release();
+    expect(changed()).toBe(true); // its expiry came down from "held"
+    t.sweep();
+    expect(changed()).toBe(false); // nothing expired
+    now += 35_000;
+    t.sweep();
+    expect(changed()).toBe(true);
+    t.touch(sid(6), 'n1', now + 10_000);
+    expect(changed()).toBe(false);
+    t.forgetBackend('n1');
+    expect(changed()).toBe(true);
+  });
+
   it('ignores ids lb could not have minted', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const t = new SessionTable(() => 0);
@@ -326,25 +362,51 @@ describe('CookieAffinity: a returning client', () => {
     return { backend: v.byId.get((lookup as { backendId: string }).backendId)!, result: 'hit', lookup };
   };
 
-  it('is looked up once per cookie and view, and its session is recorded again only when the table may have lost it', () => {
+  it('is looked up once per cookie and view; its session stays counted where the client goes, and every return reaches the sink', () => {
     const { a, v, cookie, touches } = setup();
     expect(touches).toHaveLength(1);
     const d1 = hit(a, v, cookie);
     expect(a.persist(d1, false)).toBeUndefined(); // fresh: no new cookie
-    expect(touches).toHaveLength(2); // the first return records the session under the cookie's expiry
     const d2 = hit(a, v, cookie);
     expect(d2.lookup).toBe(d1.lookup); // the cached pin, not decoded again
     expect(a.persist(d2, false)).toBeUndefined();
     expect(d2.sessionId).toBe(d1.sessionId);
-    expect(touches).toHaveLength(2); // nothing left the table: recording it again would change nothing
+    // The primary or the fleet store may have lost the entry without this table knowing: each return is passed on.
+    expect(touches).toEqual([touches[0], touches[0], touches[0]]);
     expect(a.liveSessions('n1')).toBe(1);
     // The session leaves the table (here: its backend forgotten): the next return records it again.
     a.forgetBackend('n1');
     expect(a.liveSessions('n1')).toBe(0);
-    const d3 = hit(a, v, cookie);
-    a.persist(d3, false);
-    expect(touches).toHaveLength(3);
+    a.persist(hit(a, v, cookie), false);
     expect(a.liveSessions('n1')).toBe(1);
+  });
+
+  it('a session re-pinned elsewhere and then back on its old cookie is counted where the client went last', () => {
+    const { a, v, cookie } = setup();
+    const d1 = hit(a, v, cookie);
+    a.persist(d1, false);
+    // A retry moved the session to n2 and issued a new cookie, which the client never got.
+    const moved: Decision = { ...d1, backend: v.byId.get('n2')!, result: 'repin', repinnedFrom: 'n1', repinReason: 'down' };
+    expect(a.persist(moved, false)).toMatch(/^lb_affinity=/);
+    expect([a.liveSessions('n1'), a.liveSessions('n2')]).toEqual([0, 1]);
+    // It comes back with the old cookie, to n1: the cached pin's earlier record no longer stands.
+    a.persist(hit(a, v, cookie), false);
+    expect([a.liveSessions('n1'), a.liveSessions('n2')]).toEqual([1, 0]);
+  });
+
+  it('does not cache a cookie that is idle but kept valid by a WebSocket', () => {
+    const { a, v, cookie, advance } = setup();
+    const d1 = hit(a, v, cookie);
+    a.persist(d1, false);
+    const release = a.hold(d1);
+    advance(config.maxIdle + 60_000);
+    const l1 = a.lookup(facts(cookie), v);
+    expect(l1).toMatchObject({ kind: 'pinned', backendId: 'n1' });
+    expect(a.lookup(facts(cookie), v)).not.toBe(l1); // decided again each time: the hold may end
+    release();
+    advance(config.maxIdle + 1000);
+    a.sweep();
+    expect(a.lookup(facts(cookie), v)).toEqual({ kind: 'rejected', reason: 'expired' });
   });
 
   it('is not served from the cache once the cookie is idle past maxIdle, or once the pool view changed', () => {

@@ -9,7 +9,8 @@ describe('fieldIs', () => {
       for (let at = 0; at < name.length; at++) {
         for (let c = 0; c < 256; c++) {
           const field = name.slice(0, at) + String.fromCharCode(c) + name.slice(at + 1);
-          // For token characters (all a field name can hold) the answer is toLowerCase's; anything else never matches by folding.
+          // For token characters (all a field name can hold) the answer is toLowerCase's. Any other
+          // byte matches only itself: folding with `| 0x20` alone would take CR for '-' or DEL for '_'.
           const expected = TCHAR.includes(String.fromCharCode(c)) ? field.toLowerCase() === name : field === name;
           expect(fieldIs(field, name), JSON.stringify(field)).toBe(expected);
         }

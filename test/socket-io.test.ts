@@ -225,3 +225,26 @@ describe('SocketIO', () => {
     expect(theirs.join('')).toBe('two');
   });
 });
+
+describe("node:net internals SocketIO relies on", () => {
+  it('a socket\'s _writableState has length, corked and ending, agreeing with the public getters (a Node upgrade that changes them fails here)', async () => {
+    const { client, peer } = await pair();
+    const w = (client as unknown as { _writableState: { length: number; corked: number; ending: boolean } })._writableState;
+    const agree = (): void => {
+      expect(w.length).toBe(client.writableLength);
+      expect(w.corked).toBe(client.writableCorked);
+      expect(w.ending).toBe(client.writableEnded);
+    };
+    agree();
+    client.cork();
+    client.write('held back');
+    expect(w.corked).toBe(1);
+    expect(w.length).toBeGreaterThan(0);
+    agree();
+    client.uncork();
+    client.end();
+    expect(w.ending).toBe(true);
+    agree();
+    peer.resume();
+  });
+});

@@ -110,11 +110,14 @@ export class CookieAffinity implements Affinity {
     const was = d.lookup.kind === 'pinned' ? (d.lookup as Pin) : undefined;
     const pinned = was?.session;
     const fresh = d.result === 'hit' && pinned !== undefined && now - pinned.lastSeen < this.#config.maxIdle / 4;
-    // A returning client whose cookie needs no re-issue: its session was recorded with this very
-    // expiry, and nothing has left the table since, so recording it again would change nothing
-    // (here, in the primary, or in the fleet store).
+    // A returning client whose cookie needs no re-issue: its session was recorded here with this
+    // very expiry, and nothing has left this table since, so recording it again would change
+    // nothing here. The sink (cluster primary, fleet store) is still told: those tables can lose
+    // the entry without this one knowing (their own eviction, a re-pin elsewhere, a Redis restart),
+    // and a repeated touch is what restores it there before a drain would count it gone.
     if (fresh && was!.touched === this.#sessions.generation) {
       d.sessionId = pinned.id;
+      this.#onTouch?.(pinned.id, d.backend.id, this.#expiresAt(pinned.issuedAt, pinned.lastSeen));
       return undefined;
     }
     const issuedAt = pinned ? pinned.issuedAt : now;
@@ -127,13 +130,18 @@ export class CookieAffinity implements Affinity {
       value = fresh ? undefined : this.codec.encode({ backendId: d.backend.id, sessionId, issuedAt, lastSeen });
     } else ({ sessionId, value } = this.codec.mint(d.backend.id, now));
     d.sessionId = sessionId;
-    const expiresAt = Math.min(lastSeen + this.#config.maxIdle, issuedAt + this.#config.maxLife);
+    const expiresAt = this.#expiresAt(issuedAt, lastSeen);
     const recorded = this.#sessions.touch(sessionId, d.backend.id, expiresAt);
     if (fresh && recorded) was!.touched = this.#sessions.generation;
     this.#onTouch?.(sessionId, d.backend.id, expiresAt);
     if (!value) return undefined;
     const maxAge = Math.max(1, Math.floor((issuedAt + this.#config.maxLife - now) / 1000));
     return serializeSetCookie({ name: this.#config.name, value, secure, domain: this.#config.domain, maxAge });
+  }
+
+  /** When a session issued and last seen at these times stops being valid (ms). */
+  #expiresAt(issuedAt: number, lastSeen: number): number {
+    return Math.min(lastSeen + this.#config.maxIdle, issuedAt + this.#config.maxLife);
   }
 
   #retire(id: string): void {

@@ -167,8 +167,10 @@ export class SessionTable {
     idx = this.#free.pop() ?? (this.#ids.length <= 0xffff ? this.#ids.length : this.#counts.indexOf(0, 1));
     if (idx === -1) return -1;
     const previous = this.#ids[idx];
-    if (previous !== undefined) this.#index.delete(previous);
-    this.#generation++;
+    if (previous !== undefined) {
+      this.#index.delete(previous);
+      this.#generation++;
+    }
     this.#ids[idx] = backend;
     this.#counts[idx] = 0;
     this.#index.set(backend, idx);

@@ -44,6 +44,8 @@ const FORWARDED_FIELDS = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-for
 /**
  * Is header field name `field` the lower-case `lowerName`? ASCII case folding, letters only (field
  * names are ASCII tokens: RFC 9110 §5.1), compared in place: no lower-cased copy per call.
+ * `lowerName` must be lower case (every caller passes a literal); an upper-case letter in it
+ * matches only itself.
  */
 export function fieldIs(field: string, lowerName: string): boolean {
   const n = lowerName.length;

@@ -136,15 +136,18 @@ async function proxyWithRetries(a: Attempt): Promise<void> {
   const body = req.body !== null;
   const retryable = IDEMPOTENT.has(rec.method) && !body;
   const deadline = deps.now() + deps.retries.budget;
-  const tried = new Set<Backend>();
+  /** Backends already tried, made on the first retry (most requests have none). */
+  let tried: Set<Backend> | undefined;
   for (;;) {
     const backend = decision.backend;
-    tried.add(backend);
+    tried?.add(backend);
     rec.backend = backend.id;
     rec.affinity = decision.result;
     rec.reason = reasonOf(decision);
     rec.fallback = decision.fallback || undefined;
-    const headers = requestHeaders(req.rawHeaders, { ...a.ctx, repinned: repinnedValue(decision) });
+    // The context resolveRequest made already describes the first decision; a retry's differs.
+    const ctx = decision === a.decision ? a.ctx : { ...a.ctx, repinned: repinnedValue(decision) };
+    const headers = requestHeaders(req.rawHeaders, ctx);
     const current = decision;
     backend.inFlight++;
     let outcome: ForwardOutcome;
@@ -183,6 +186,7 @@ async function proxyWithRetries(a: Attempt): Promise<void> {
     const again =
       (retryable && (code === 'LB_BACKEND_CONNECT' || code === 'LB_BACKEND_RESET')) ||
       (deps.retries.nonIdempotent && code === 'LB_BACKEND_CONNECT' && (!body || !req.readableDidRead));
+    tried ??= new Set([backend]);
     const next = again && deps.now() < deadline && rec.retries < deps.retries.tries ? deps.balancer.retryTarget(pool, tried) : undefined;
     if (!next) throw outcome.error;
     rec.retries++;

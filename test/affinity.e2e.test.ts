@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { startBackend, type TestBackend } from './helpers/backends.js';
+import { deadPort, startBackend, type TestBackend } from './helpers/backends.js';
 import { startLb } from './helpers/lb.js';
 import { JarClient, testAgent, get } from './helpers/client.js';
 import { CookieCodec } from '../src/affinity/cookie-codec.js';
@@ -130,6 +130,27 @@ describe('cookie affinity end to end', () => {
     const refused = await s.fetch('/');
     expect(refused.status).toBe(503);
     expect(refused.body).toMatch(/^503 Service Unavailable/);
+  });
+
+  it('a client pinned to a backend that refuses connections is retried on the others, each tried once; the answer says repinned, reason down', async () => {
+    const dead = async (id: string): Promise<TestBackend> => ({ id, url: `http://127.0.0.1:${await deadPort()}` }) as unknown as TestBackend;
+    const live = await startBackend('n3');
+    // No passive or active checks: every refusal is met by a retry, never by an ejection first.
+    const lb = await startLb(poolYaml([await dead('d1'), await dead('d2'), live], [], '    passiveHealth: { enabled: false }'));
+    const now = Date.now();
+    const cookie = `lb_affinity=${new CookieCodec([SECRET]).encode({ backendId: 'd1', issuedAt: now, lastSeen: now })}`;
+    // The client keeps its old cookie (it ignores the new one), so every request starts at d1.
+    for (let i = 0; i < 6; i++) {
+      const r = await get(`${lb.url}/`, { headers: { cookie } });
+      expect(r.status).toBe(200);
+      expect(r.json().id).toBe('n3');
+      expect(r.json().headers['x-lb-repinned']).toBe('d1; reason=down');
+    }
+    const lines = lb.logs().filter((l) => l.access);
+    expect(lines).toHaveLength(6);
+    for (const l of lines) expect(l).toMatchObject({ status: 200, backend: 'n3', affinity: 'repin', reason: 'down' });
+    // Retries go d1 → (d2 →) n3: with two retries allowed, d2 tried twice would have left a 502.
+    expect(new Set(lines.map((l) => l.retries))).toEqual(new Set([1, 2]));
   });
 
   it('a client spoofing X-LB-Repinned never reaches the backend with it', async () => {

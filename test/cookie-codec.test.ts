@@ -348,7 +348,7 @@ describe('CookieAffinity: a returning client', () => {
   const setup = () => {
     let now = T0;
     const touches: string[] = [];
-    const a = new CookieAffinity({ config, secrets: ['s3cret-one'], now: () => now, onTouch: (id, b) => touches.push(`${id}@${b}`) });
+    const a = new CookieAffinity({ config, secrets: ['s3cret-one'], now: () => now, onTouch: (id, b, expiresAt) => touches.push(`${id}@${b}@${expiresAt}`) });
     const v = view(['n1', 'n2']);
     // A first request: no cookie, placed on n1, given a cookie.
     const first: Decision = { backend: v.byId.get('n1')!, result: 'new', lookup: a.lookup(facts(), v) };
@@ -363,16 +363,17 @@ describe('CookieAffinity: a returning client', () => {
   };
 
   it('is looked up once per cookie and view; its session stays counted where the client goes, and every return reaches the sink', () => {
-    const { a, v, cookie, touches } = setup();
+    const { a, v, cookie, touches, advance } = setup();
     expect(touches).toHaveLength(1);
     const d1 = hit(a, v, cookie);
     expect(a.persist(d1, false)).toBeUndefined(); // fresh: no new cookie
+    advance(60_000); // still fresh (under maxIdle/4): the session's expiry is the cookie's, not now's
     const d2 = hit(a, v, cookie);
     expect(d2.lookup).toBe(d1.lookup); // the cached pin, not decoded again
     expect(a.persist(d2, false)).toBeUndefined();
     expect(d2.sessionId).toBe(d1.sessionId);
     // The primary or the fleet store may have lost the entry without this table knowing: each return is passed on.
-    expect(touches).toEqual([touches[0], touches[0], touches[0]]);
+    expect(touches).toEqual(Array(3).fill(`${d1.sessionId}@n1@${Math.min(T0 + config.maxIdle, T0 + config.maxLife)}`));
     expect(a.liveSessions('n1')).toBe(1);
     // The session leaves the table (here: its backend forgotten): the next return records it again.
     a.forgetBackend('n1');
@@ -394,7 +395,7 @@ describe('CookieAffinity: a returning client', () => {
     expect([a.liveSessions('n1'), a.liveSessions('n2')]).toEqual([1, 0]);
   });
 
-  it('does not cache a cookie that is idle but kept valid by a WebSocket', () => {
+  it('decides an idle cookie kept valid by a WebSocket again on every request, until the hold ends', () => {
     const { a, v, cookie, advance } = setup();
     const d1 = hit(a, v, cookie);
     a.persist(d1, false);

@@ -181,7 +181,13 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
     if (handle) handle(msg);
     else queued.push(msg);
   });
-  const touches: Array<[string, string, string, number]> = [];
+  /**
+   * Session touches since the last report, one per session (the latest wins, as the primary's
+   * table would end up anyway: a session's expiry only grows, and its last backend is where it
+   * is): a returning client touches on every request, the report carries it once.
+   */
+  const touches = new Map<string, [string, string, string, number]>();
+  const touch = (pool: string, id: string, backend: string, expiresAt: number): void => void touches.set(`${pool}\0${id}`, [pool, id, backend, expiresAt]);
   const ejects = new Set<string>();
   const toPrimary = (msg: ToPrimary): void => {
     if (process.connected) process.send!(msg);
@@ -200,7 +206,7 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
     logger,
     role: 'worker',
     state: init.state,
-    onTouch: (pool, id, backend, expiresAt) => touches.push([pool, id, backend, expiresAt]),
+    onTouch: touch,
     onEject: (b) => ejects.add(b.id),
   });
   new AggregatorRegistry(); // answers the primary's metrics requests
@@ -255,9 +261,10 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
     // Sessions held by open WebSockets here stay live fleet-wide while they are held.
     for (const p of app.balancer.pools()) {
       const maxIdle = p.config.affinity.mode === 'hash' ? p.config.affinity.hash!.maxIdle : p.config.affinity.cookie.maxIdle;
-      for (const [id, backend] of p.affinity.held?.() ?? []) touches.push([p.name, id, backend, Date.now() + maxIdle]);
+      for (const [id, backend] of p.affinity.held?.() ?? []) touch(p.name, id, backend, Date.now() + maxIdle);
     }
-    toPrimary({ t: 'lb:report', backends, touches: touches.splice(0), ejects: [...ejects] });
+    toPrimary({ t: 'lb:report', backends, touches: [...touches.values()], ejects: [...ejects] });
+    touches.clear();
     ejects.clear();
   }, REPORT_MS);
   report.unref();

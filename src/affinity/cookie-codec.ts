@@ -51,6 +51,16 @@ export interface CookieLimits {
   maxLife: number;
 }
 
+/**
+ * A cookie's validity by its own clock at `now` (ms): past maxLife (or with impossible times),
+ * idle past maxIdle (a session held server-side may still honour it), or valid. The one place
+ * the rule is written: decode applies it, and so does CookieAffinity to the pins it caches.
+ */
+export function cookieAge(issuedAt: number, lastSeen: number, now: number, limits: CookieLimits): 'valid' | 'idle' | 'expired' {
+  if (now - issuedAt > limits.maxLife || lastSeen < issuedAt) return 'expired';
+  return now - lastSeen > limits.maxIdle ? 'idle' : 'valid';
+}
+
 export class CookieCodec {
   readonly #keys: Key[];
   readonly #byId = new Map<string, Key>();
@@ -168,8 +178,9 @@ export class CookieCodec {
   }
 
   #expiry(claims: CookieClaims, now: number, limits: CookieLimits): DecodeResult {
-    if (now - claims.issuedAt > limits.maxLife || claims.lastSeen < claims.issuedAt) return { ok: false, reason: 'expired' };
-    if (now - claims.lastSeen > limits.maxIdle) return { ok: false, reason: 'expired', idleClaims: claims };
+    const state = cookieAge(claims.issuedAt, claims.lastSeen, now, limits);
+    if (state === 'expired') return { ok: false, reason: 'expired' };
+    if (state === 'idle') return { ok: false, reason: 'expired', idleClaims: claims };
     return { ok: true, claims };
   }
 }

@@ -1,6 +1,6 @@
 import type { CookieAffinityConfig } from '../config/types.js';
 import type { PoolView } from '../balancer/registry.js';
-import { CookieCodec, type RejectReason } from './cookie-codec.js';
+import { CookieCodec, cookieAge, type RejectReason } from './cookie-codec.js';
 import { readCookie, serializeSetCookie } from './cookie-header.js';
 import { SessionTable } from './sessions.js';
 import type { Affinity, Decision, Lookup, RequestFacts, TouchSink } from './types.js';
@@ -84,10 +84,9 @@ export class CookieAffinity implements Affinity {
     if (raw === undefined) return NONE;
     const now = this.#now();
     if (this.#tokensFor === view) {
-      // The codec's expiry rules (cookie-codec.ts #expiry) for a cookie already verified and
-      // mapped: within maxLife and maxIdle, it is the same pin as last time.
+      // A cookie already verified and mapped: while still valid by its own clock, it is the same pin as last time.
       const pin = this.#pins.get(raw);
-      if (pin !== undefined && now - pin.session.issuedAt <= this.#config.maxLife && now - pin.session.lastSeen <= this.#config.maxIdle) return pin;
+      if (pin !== undefined && cookieAge(pin.session.issuedAt, pin.session.lastSeen, now, this.#config) === 'valid') return pin;
     }
     const decoded = this.codec.decode(raw, now, this.#config);
     const claims = decoded.ok ? decoded.claims : decoded.idleClaims;

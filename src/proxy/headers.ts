@@ -86,22 +86,33 @@ function connectionListed(raw: readonly string[]): Set<string> | undefined {
   return listed;
 }
 
-/** What stripHopByHop drops: hop-by-hop and lb-owned fields always, forwarding fields unless from a trusted proxy. */
-const STRIPPED: ReadonlyArray<readonly [name: string, always: boolean]> = [
+/**
+ * A fixed set of lower-case field names, each with a value, matched in any case by fieldIs
+ * against only the names of the same length: no lower-cased copy, and most fields have no
+ * candidate to compare at all. Used where every request or response field is checked.
+ */
+class FieldNames<T> {
+  readonly #byLength: Array<Array<readonly [string, T]> | undefined> = [];
+
+  constructor(entries: Iterable<readonly [string, T]>) {
+    for (const entry of entries) (this.#byLength[entry[0].length] ??= []).push(entry);
+  }
+
+  /** The value of `field`'s name, or undefined when it is not in the set. */
+  get(field: string): T | undefined {
+    const candidates = this.#byLength[field.length];
+    if (candidates !== undefined) for (const [name, value] of candidates) if (fieldIs(field, name)) return value;
+    return undefined;
+  }
+}
+
+/** What stripHopByHop drops: hop-by-hop and lb-owned fields always (true), forwarding fields unless from a trusted proxy (false). */
+const STRIPPED = new FieldNames<boolean>([
   ...[...HOP_BY_HOP, ...LB_OWNED].map((n) => [n, true] as const),
   ...[...FORWARDED_FIELDS].map((n) => [n, false] as const),
-];
-/** STRIPPED by name length: most fields have no candidate, or one or two to compare. */
-const STRIPPED_BY_LENGTH: Array<Array<readonly [string, boolean]> | undefined> = [];
-for (const entry of STRIPPED) (STRIPPED_BY_LENGTH[entry[0].length] ??= []).push(entry);
-
-/** Is `name` dropped by the fixed rules (not Connection's list)? */
-function stripped(name: string, trusted: boolean): boolean {
-  const candidates = STRIPPED_BY_LENGTH[name.length];
-  if (candidates === undefined) return false;
-  for (const [n, always] of candidates) if (fieldIs(name, n)) return always || !trusted;
-  return false;
-}
+]);
+/** The hop-by-hop fields, as responseHeaders drops them. */
+const HOP = new FieldNames([...HOP_BY_HOP].map((n) => [n, true] as const));
 
 /** Copy, dropping hop-by-hop fields, those named in Connection, and lb-owned/untrusted forwarding fields. */
 export function stripHopByHop(raw: readonly string[], ctx: HeaderContext): HeaderList {
@@ -109,7 +120,8 @@ export function stripHopByHop(raw: readonly string[], ctx: HeaderContext): Heade
   const out: HeaderList = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
-    if (stripped(name, ctx.trusted)) continue;
+    const always = STRIPPED.get(name);
+    if (always === true || (always === false && !ctx.trusted)) continue;
     if (listed !== undefined && listed.has(name.toLowerCase())) continue;
     out.push(name, raw[i + 1]);
   }
@@ -234,9 +246,6 @@ export function requestIdOf(incoming: string | string[] | undefined): string {
   return v !== undefined && REQUEST_ID_OK.test(v) ? v : newRequestId();
 }
 
-/** Lengths of the HOP_BY_HOP names: most response fields skip the lower-casing below. */
-const HOP_LENGTHS = new Set([...HOP_BY_HOP].map((n) => n.length));
-
 /**
  * Response fields that must not be relayed (RFC 9110 §7.6.1), from the backend's raw
  * [name, value, …] list into a fresh one; Node frames the response itself.
@@ -254,10 +263,7 @@ export function responseHeaders(raw: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
-    if (HOP_LENGTHS.has(name.length) || listed !== undefined) {
-      const lower = name.toLowerCase();
-      if (HOP_BY_HOP.has(lower) || listed?.has(lower)) continue;
-    }
+    if (HOP.get(name) || (listed !== undefined && listed.has(name.toLowerCase()))) continue;
     out.push(name, raw[i + 1]);
   }
   return out;

@@ -186,8 +186,7 @@ async function proxyWithRetries(a: Attempt): Promise<void> {
     const again =
       (retryable && (code === 'LB_BACKEND_CONNECT' || code === 'LB_BACKEND_RESET')) ||
       (deps.retries.nonIdempotent && code === 'LB_BACKEND_CONNECT' && (!body || !req.readableDidRead));
-    tried ??= new Set([backend]);
-    const next = again && deps.now() < deadline && rec.retries < deps.retries.tries ? deps.balancer.retryTarget(pool, tried) : undefined;
+    const next = again && deps.now() < deadline && rec.retries < deps.retries.tries ? deps.balancer.retryTarget(pool, (tried ??= new Set([backend]))) : undefined;
     if (!next) throw outcome.error;
     rec.retries++;
     decision = retried(decision, next);

@@ -507,7 +507,7 @@ export class App {
       const listener = await openListener(cfg, {
         timeouts: this.config.timeouts,
         tls: cfg.tls ? this.#tls(cfg.tls) : undefined,
-        onRequest: (req, res) => void handler(req, res),
+        onRequest: handler,
         onUpgrade: createUpgradeHandler(cfg, { ...deps, registry: this.websockets, backendTls: (p) => this.#backendTls(p.config) }),
       });
       this.listeners.push(listener);

@@ -90,107 +90,158 @@ export function resolveRequest(listener: ListenerConfig, deps: ProxyDeps, req: P
   return { pool, decision, ctx };
 }
 
-/** The HTTP request path: route → affinity+policy → header transforms → forward (the only I/O). */
+/**
+ * The HTTP request path: route → affinity+policy → header transforms → forward (the only I/O).
+ * Callbacks, not async functions: a request that succeeds at its first backend runs start to end
+ * in the upstream socket's callbacks, with no promise and no microtask hop (`--cpu-prof` put the
+ * async machinery at ~2 % of a proxied request's CPU).
+ */
 export function createHttpHandler(listener: ListenerConfig, deps: ProxyDeps) {
   const proto = listener.protocol;
-  return async function handle(req: ProxyRequest, res: ProxyResponse): Promise<void> {
+  return function handle(req: ProxyRequest, res: ProxyResponse): void {
     const started = deps.now();
     const reqId = requestIdOf(req.headers['x-request-id']);
     const rec: AccessRecord = { method: req.method, path: req.url, status: 0, ms: 0, bytes: 0, reqId, retries: 0 };
-    const log = (): void => {
-      rec.ms = deps.now() - started;
-      deps.onAccess(rec);
-    };
+    let a: Attempt;
     try {
       sanitizeRequest(req);
       rec.path = req.url;
       const { pool, decision, ctx } = resolveRequest(listener, deps, req, reqId);
       rec.pool = pool.name;
-      await proxyWithRetries({ req, res, pool, decision, ctx, rec, deps, proto });
+      a = { req, res, pool, first: decision, ctx, rec, deps, proto, started, deadline: started + deps.retries.budget, tried: undefined };
     } catch (err) {
-      const e = err instanceof LbError ? err : new LbError('LB_BACKEND_PROTOCOL', 'internal error', { cause: err });
-      rec.status = e.status;
-      rec.error = e.code;
-      sendError(res, e, reqId);
-    } finally {
-      if (res.writableFinished || res.destroyed) log();
-      else res.once('close', log);
+      return failed({ req, res, rec, deps, started }, err);
     }
+    attempt(a, a.first);
   };
 }
 
-interface Attempt {
+/** What the access log needs once the response is over. */
+interface Request {
   req: ProxyRequest;
   res: ProxyResponse;
-  pool: PoolRuntime;
-  decision: Decision;
-  ctx: HeaderContext;
   rec: AccessRecord;
   deps: ProxyDeps;
-  proto: 'http' | 'https';
+  started: number;
 }
 
-async function proxyWithRetries(a: Attempt): Promise<void> {
-  const { req, res, pool, deps, rec } = a;
-  let decision = a.decision;
-  const body = req.body !== null;
-  const retryable = IDEMPOTENT.has(rec.method) && !body;
-  const deadline = deps.now() + deps.retries.budget;
+interface Attempt extends Request {
+  pool: PoolRuntime;
+  /** The first decision; `ctx` describes it (a retry's context differs). */
+  first: Decision;
+  ctx: HeaderContext;
+  proto: 'http' | 'https';
+  /** No retry starts after this (ms, deps.now's clock). */
+  deadline: number;
   /** Backends already tried, made on the first retry (most requests have none). */
-  let tried: Set<Backend> | undefined;
-  for (;;) {
-    const backend = decision.backend;
-    tried?.add(backend);
-    rec.backend = backend.id;
-    rec.affinity = decision.result;
-    rec.reason = reasonOf(decision);
-    rec.fallback = decision.fallback || undefined;
-    // The context resolveRequest made already describes the first decision; a retry's differs.
-    const ctx = decision === a.decision ? a.ctx : { ...a.ctx, repinned: repinnedValue(decision) };
-    const headers = requestHeaders(req.rawHeaders, ctx);
-    const current = decision;
-    backend.inFlight++;
-    let outcome: ForwardOutcome;
-    try {
-      outcome = await forward({
+  tried: Set<Backend> | undefined;
+}
+
+/** Log the request when its response is over (now, or when the client connection closes). */
+function logged(r: Request): void {
+  const log = (): void => {
+    r.rec.ms = r.deps.now() - r.started;
+    r.deps.onAccess(r.rec);
+  };
+  if (r.res.writableFinished || r.res.destroyed) log();
+  else r.res.once('close', log);
+}
+
+/** The request failed without a response from a backend: lb answers (a 4xx/5xx with its code). */
+function failed(r: Request, err: unknown): void {
+  const e = err instanceof LbError ? err : new LbError('LB_BACKEND_PROTOCOL', 'internal error', { cause: err });
+  r.rec.status = e.status;
+  r.rec.error = e.code;
+  sendError(r.res, e, r.rec.reqId);
+  logged(r);
+}
+
+/** One try at `decision`'s backend; settled() decides what follows. */
+function attempt(a: Attempt, decision: Decision): void {
+  const { req, rec, pool } = a;
+  const backend = decision.backend;
+  a.tried?.add(backend);
+  rec.backend = backend.id;
+  rec.affinity = decision.result;
+  rec.reason = reasonOf(decision);
+  rec.fallback = decision.fallback || undefined;
+  let headers: string[];
+  try {
+    const ctx = decision === a.first ? a.ctx : { ...a.ctx, repinned: repinnedValue(decision) };
+    headers = requestHeaders(req.rawHeaders, ctx);
+  } catch (err) {
+    return failed(a, err);
+  }
+  backend.inFlight++;
+  let pending = true;
+  const settle = (outcome: ForwardOutcome): void => {
+    if (!pending) return;
+    pending = false;
+    backend.inFlight--;
+    // A response that completed goes on here, in the backend socket's callback. Anything else
+    // waits for the callback to unwind (a microtask), so a retry never starts inside the
+    // failing connection's own teardown.
+    if (outcome.ok) settled(a, decision, outcome);
+    else queueMicrotask(() => settled(a, decision, outcome));
+  };
+  try {
+    forward(
+      {
         upstream: backend.upstream,
         req,
-        res,
+        res: a.res,
         path: rec.path,
         headers,
-        timeout: deps.timeouts.backendResponse,
+        timeout: a.deps.timeouts.backendResponse,
         onResponse: (_status, out) => {
-          const cookie = pool.affinity.persist(current, a.proto === 'https');
+          const cookie = pool.affinity.persist(decision, a.proto === 'https');
           if (cookie) addSetCookie(out, cookie);
         },
-      });
-    } finally {
-      backend.inFlight--;
-    }
+      },
+      settle,
+    );
+  } catch (err) {
+    // Thrown after the outcome was settled: that outcome stands (as a promise resolved before its executor threw).
+    if (!pending) return;
+    pending = false;
+    backend.inFlight--;
+    failed(a, err);
+  }
+}
+
+/** An attempt ended: log a response, retry elsewhere (SPEC §5), or answer with the error. */
+function settled(a: Attempt, decision: Decision, outcome: ForwardOutcome): void {
+  const { req, res, pool, deps, rec } = a;
+  const backend = decision.backend;
+  let next: Backend | undefined;
+  try {
     deps.onAttempt?.(backend, outcome);
     if (outcome.ok || outcome.responded) {
       rec.status = outcome.status;
       rec.bytes = outcome.bytes;
       if (!outcome.ok) rec.error = outcome.error.code;
-      return;
+      return logged(a);
     }
     if (res.destroyed) {
       rec.status = 499;
       rec.error = 'LB_CLIENT_CLOSED';
-      return;
+      return logged(a);
     }
     // SPEC §5 retries: idempotent requests that could not connect or were reset before any
     // response byte. Others never by default (a POST to a dead backend gets 502); with
     // retries.nonIdempotent, only when nothing of them was sent (connect failed, no body byte read).
     const code = outcome.error.code;
+    const body = req.body !== null;
     const again =
-      (retryable && (code === 'LB_BACKEND_CONNECT' || code === 'LB_BACKEND_RESET')) ||
+      (IDEMPOTENT.has(rec.method) && !body && (code === 'LB_BACKEND_CONNECT' || code === 'LB_BACKEND_RESET')) ||
       (deps.retries.nonIdempotent && code === 'LB_BACKEND_CONNECT' && (!body || !req.readableDidRead));
-    const next = again && deps.now() < deadline && rec.retries < deps.retries.tries ? deps.balancer.retryTarget(pool, (tried ??= new Set([backend]))) : undefined;
-    if (!next) throw outcome.error;
-    rec.retries++;
-    decision = retried(decision, next);
+    if (again && deps.now() < a.deadline && rec.retries < deps.retries.tries) next = deps.balancer.retryTarget(pool, (a.tried ??= new Set([backend])));
+    if (!next) return failed(a, outcome.error);
+  } catch (err) {
+    return failed(a, err);
   }
+  rec.retries++;
+  attempt(a, retried(decision, next));
 }
 
 /** A retry moves the request (and a pinned session) to another backend: a repin for reason down. */

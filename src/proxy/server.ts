@@ -137,16 +137,22 @@ function checkField(name: string, value: string): void {
 }
 
 let dateSecond = -1;
-let dateText = '';
-/** IMF-fixdate for the Date header, formatted once a second. */
-function httpDate(): string {
+let dateLine = '';
+/** The Date header line (IMF-fixdate), formatted once a second. */
+function dateField(): string {
   const now = Date.now();
   const s = Math.floor(now / 1000);
   if (s !== dateSecond) {
     dateSecond = s;
-    dateText = new Date(now).toUTCString();
+    dateLine = `date: ${new Date(now).toUTCString()}${CRLF}`;
   }
-  return dateText;
+  return dateLine;
+}
+
+/** Status lines by code, made on first use (a response's first line is one of a few). */
+const statusLines: string[] = [];
+function statusLine(status: number): string {
+  return (statusLines[status] ??= `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`);
 }
 
 export type HeaderInput = readonly string[] | Record<string, string | number | readonly string[] | undefined>;
@@ -222,7 +228,7 @@ export class ProxyResponse {
     if (this.headersSent) throw new Error('response head already sent');
     const h = flatten(headers);
     const req = this.#req;
-    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`;
+    let head = statusLine(status);
     let length = false;
     let chunked = false;
     let date = false;
@@ -258,9 +264,9 @@ export class ProxyResponse {
       head += `connection: close${CRLF}`;
     } else {
       if (!http11) head += `connection: keep-alive${CRLF}`;
-      head += `keep-alive: timeout=${Math.floor(this.#conn.keepAliveTimeout / 1000)}${CRLF}`;
+      head += this.#conn.keepAliveField;
     }
-    if (!date) head += `date: ${httpDate()}${CRLF}`;
+    if (!date) head += dateField();
     this.statusCode = status;
     this.#head = head + CRLF;
     this.headersSent = true;
@@ -403,8 +409,9 @@ class ClientConnection {
     return this.#server.closing;
   }
 
-  get keepAliveTimeout(): number {
-    return this.#server.options.keepAliveTimeout;
+  /** The Keep-Alive line of a response that leaves the connection open. */
+  get keepAliveField(): string {
+    return this.#server.keepAliveField;
   }
 
   /** Nothing in flight or waiting: safe to close. */
@@ -614,10 +621,13 @@ export class HttpServer {
   readonly #connections = new Set<ClientConnection>();
   readonly #timer: NodeJS.Timeout;
   closing = false;
+  /** `keep-alive: timeout=N` for responses that leave the connection open (the same on every one). */
+  readonly keepAliveField: string;
 
   constructor(options: ServerOptions, handlers: ServerHandlers) {
     this.options = options;
     this.handlers = handlers;
+    this.keepAliveField = `keep-alive: timeout=${Math.floor(options.keepAliveTimeout / 1000)}${CRLF}`;
     const accept = (socket: net.Socket): void => {
       this.#connections.add(new ClientConnection(this, socket));
     };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fieldIs, stripHopByHop, type HeaderContext } from '../src/proxy/headers.js';
+import { fieldIs, requestHeaders, responseHeaders, stripHopByHop, type HeaderContext } from '../src/proxy/headers.js';
 
 const TCHAR = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -31,5 +31,34 @@ describe('stripHopByHop', () => {
   it('drops hop-by-hop, Connection-listed and lb-owned fields in any case, forwarding fields unless trusted', () => {
     expect(stripHopByHop(raw, ctx(false))).toEqual(['Host', 'a', 'Te-Other', 'kept', 'Accept', '*/*']);
     expect(stripHopByHop(raw, ctx(true))).toEqual(['Host', 'a', 'Te-Other', 'kept', 'X-Forwarded-For', '1.2.3.4', 'Forwarded', 'for=x', 'Accept', '*/*']);
+  });
+});
+
+describe('responseHeaders', () => {
+  it('drops hop-by-hop fields and those the backend names in Connection, in any case', () => {
+    const base = ['Content-Type', 'text/plain', 'Keep-Alive', 'timeout=5', 'X-Hop', '1', 'Transfer-Encoding', 'chunked', 'Close', 'kept'];
+    // The common values name nothing else (a field called "Close" stays).
+    expect(responseHeaders(['Connection', 'keep-alive', ...base])).toEqual(['Content-Type', 'text/plain', 'X-Hop', '1', 'Close', 'kept']);
+    expect(responseHeaders(['connection', 'CLOSE', ...base])).toEqual(['Content-Type', 'text/plain', 'X-Hop', '1', 'Close', 'kept']);
+    expect(responseHeaders(['Connection', 'Keep-Alive, x-HOP', ...base])).toEqual(['Content-Type', 'text/plain', 'Close', 'kept']);
+    expect(responseHeaders(['Connection', 'keep-alive', 'Connection', 'X-Hop', ...base])).toEqual(['Content-Type', 'text/plain', 'Close', 'kept']);
+  });
+});
+
+describe('requestHeaders', () => {
+  const ctx = (trusted: boolean): HeaderContext => ({ peer: '10.0.0.9', trusted, proto: 'https', port: 8443, requestId: 'rid', forwarded: false });
+  const raw = ['Host', 'app.example', 'x-forwarded-for', '1.1.1.1', 'X-Forwarded-Proto', 'http', 'X-Forwarded-Host', 'evil', 'X-Forwarded-Port', '1'];
+
+  it("appends lb's forwarding fields once, replacing an untrusted peer's and keeping a trusted proxy's", () => {
+    expect(requestHeaders(raw, ctx(false))).toEqual([
+      'Host', 'app.example', 'x-forwarded-for', '10.0.0.9', 'x-forwarded-proto', 'https', 'x-forwarded-host', 'app.example',
+      'x-forwarded-port', '8443', 'x-request-id', 'rid',
+    ]);
+    expect(requestHeaders(raw, ctx(true))).toEqual([
+      'Host', 'app.example', 'X-Forwarded-Proto', 'http', 'X-Forwarded-Host', 'evil', 'X-Forwarded-Port', '1',
+      'x-forwarded-for', '1.1.1.1, 10.0.0.9', 'x-request-id', 'rid',
+    ]);
+    // The port's text is cached: another port must not get the last one's.
+    expect(requestHeaders(['Host', 'h'], { ...ctx(false), port: 80 })).toContain('80');
   });
 });

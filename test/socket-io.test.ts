@@ -105,6 +105,29 @@ describe('SocketIO', () => {
     expect(io.pending === 0 || io.writeProgressed()).toBe(true);
   });
 
+  it('a write request is reused only after a write that finished at once, never one libuv still holds', async () => {
+    const a = await pair();
+    const b = await pair();
+    const ioA = new SocketIO(a.client, () => {});
+    const ioB = new SocketIO(b.client, () => {});
+    b.peer.pause();
+    const big = Buffer.alloc(32 * 1024 * 1024, 7);
+    ioA.write('a1|'); // finished at once: its request object is kept for the next write
+    expect(ioB.write(big)).toBe(false); // takes that object, and libuv keeps it until the write completes
+    ioA.write('a2|'); // so this one needs a fresh object
+    ioB.write('b-tail'); // queued behind the big write, again on an object of its own
+    ioA.write(Buffer.from('a3'));
+    a.client.end();
+    expect(String(await readToEnd(a.peer))).toBe('a1|a2|a3');
+    const received = readToEnd(b.peer);
+    // Each queued write completes on its own object: the socket that queued them gets its 'drain'.
+    await once(b.client, 'drain');
+    b.client.end();
+    const got = await received;
+    expect(got.length).toBe(big.length + 6);
+    expect(sha(got)).toBe(sha(Buffer.concat([big, Buffer.from('b-tail')])));
+  });
+
   it('a socket destroyed with direct writes queued closes quietly: no drain, no error', async () => {
     const { client, peer } = await pair();
     const io = new SocketIO(client, () => {});

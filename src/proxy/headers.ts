@@ -282,7 +282,10 @@ export function responseHeaders(raw: readonly string[]): string[] {
   let listed: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     if (!fieldIs(raw[i], 'connection')) continue;
-    for (const t of raw[i + 1].split(',')) {
+    const value = raw[i + 1];
+    // What nearly every backend sends, and names nothing to drop: no split, no lower-cased copy.
+    if (fieldIs(value, 'keep-alive') || fieldIs(value, 'close')) continue;
+    for (const t of value.split(',')) {
       const name = t.trim().toLowerCase();
       // `keep-alive` and `close` name fields that are dropped anyway: most responses list nothing else.
       if (name !== 'keep-alive' && name !== 'close' && name) (listed ??= new Set()).add(name);

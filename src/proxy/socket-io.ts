@@ -95,6 +95,14 @@ function activity(socket: net.Socket): void {
   if (s.timeout) s._unrefTimer();
 }
 
+/**
+ * A write request that libuv never saw. node's StreamBase tries the write first and attaches a
+ * request object to a libuv write only for what the kernel did not take at once (then
+ * kLastWriteWasAsync is 1); an object whose write completed synchronously is untouched and is
+ * kept here for the next write. Never one that was queued: libuv owns that until oncomplete.
+ */
+let spare: WriteReq | null = null;
+
 /** A direct write that libuv finished later: report a failure, or 'drain' once all is out. */
 function afterWrite(this: WriteReq, status: number): void {
   const io = this.io;
@@ -269,7 +277,10 @@ export class SocketIO {
   }
 
   #request(h: StreamHandle): WriteReq {
-    const req = new binding!.WriteWrap();
+    // A request object that went unused (its write finished at once) serves again: `new
+    // WriteWrap()` is a call into C++, twice per proxied request otherwise.
+    const req = spare ?? new binding!.WriteWrap();
+    spare = null;
     req.handle = h;
     req.oncomplete = afterWrite;
     req.buffer = null;
@@ -284,7 +295,10 @@ export class SocketIO {
       return false;
     }
     activity(s);
-    if (state[ASYNC] === 0) return true;
+    if (state[ASYNC] === 0) {
+      spare = req;
+      return true;
+    }
     // The kernel took part of it: libuv writes the rest when it can; its bytes must stay alive.
     req.buffer = keep;
     req.io = this;

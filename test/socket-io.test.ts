@@ -2,7 +2,7 @@ import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { SocketIO } from '../src/proxy/socket-io.js';
 import { makeCert, pem } from './helpers/certs.js';
 
@@ -229,6 +229,40 @@ describe('SocketIO', () => {
     }
     expect(timedOut).toBe(0);
     await once(client, 'timeout');
+  });
+
+  for (const secure of [false, true]) {
+    it(`${secure ? 'stream path' : 'direct path'}: reads and writes are counted in ticks`, async () => {
+      const { client, peer } = await pair(secure);
+      const io = new SocketIO(client, () => {});
+      const before = io.ticks;
+      io.write('a');
+      io.writev(['b', Buffer.from('c')]);
+      peer.write('x');
+      while (io.ticks < before + 3) await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, 20));
+      expect(io.ticks).toBe(before + 3); // two writes, one read
+    });
+  }
+
+  it("direct path with refreshTimer off: reads and writes leave the socket's timer to its owner", async () => {
+    const { client, peer } = await pair();
+    const io = new SocketIO(client, () => {});
+    io.refreshTimer = false;
+    let timedOut = 0;
+    client.setTimeout(300);
+    client.on('timeout', () => timedOut++);
+    // Activity every 50 ms both ways, yet the timer runs out: only the owner restarts it now.
+    const talk = setInterval(() => {
+      io.write('y');
+      peer.write('z');
+    }, 50);
+    onTestFinished(() => clearInterval(talk));
+    await once(client, 'timeout');
+    expect(timedOut).toBe(1);
+    io.restartTimer();
+    await once(client, 'timeout');
+    expect(timedOut).toBe(2);
   });
 
   it('detach hands the socket back to plain data events, reading again if it was paused', async () => {

@@ -167,6 +167,26 @@ describe('upstream client', () => {
     expect(p.size).toBe(0); // none of those sockets is kept
   });
 
+  it('a response that keeps coming, however slowly, is not a timeout; one that stops is', async () => {
+    // Parts every 100 ms over ~1 s, with a 300 ms inactivity limit: never 300 ms without a byte.
+    const s = await server((req, res) => {
+      res.writeHead(200, { 'content-length': req.url === '/stall' ? 20 : 10 });
+      let n = 0;
+      const t = setInterval(() => {
+        res.write('x');
+        if (++n === 10) {
+          clearInterval(t);
+          if (req.url !== '/stall') res.end();
+        }
+      }, 100);
+      res.on('close', () => clearInterval(t));
+    });
+    const p = pool(s.url);
+    const r = await send(p, { path: '/slow', headersTimeout: 300, bodyTimeout: 300 });
+    expect([r.status, r.body]).toEqual([200, 'x'.repeat(10)]);
+    await expect(send(p, { path: '/stall', headersTimeout: 300, bodyTimeout: 300 })).rejects.toMatchObject({ code: 'LB_BACKEND_TIMEOUT' });
+  });
+
   it("a backend's header field with any byte node:http would refuse to send is a protocol error (so lb need not check again)", async () => {
     // Every byte in a name and in a value, through the parser the upstream client uses.
     const accepted: string[] = [];

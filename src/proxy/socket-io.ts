@@ -124,13 +124,24 @@ export class SocketIO {
   #needDrain = false;
   /** libuv's queue at the last inactivity timeout (see writeProgressed). */
   #queuedAtTimeout = 0;
+  /**
+   * Reads and writes so far, on either path. An owner that keeps its own inactivity clock (the
+   * upstream connection) compares readings of this instead of having the socket's timer
+   * restarted on each read and write (`refreshTimer = false`).
+   */
+  ticks = 0;
+  /**
+   * Restart the socket's inactivity timer on every direct read and write, as node:net does. Each
+   * restart is a timer-list update and a call into C++ for libuv's clock.
+   */
+  refreshTimer = true;
 
   /** `onData` gets every chunk read, on either path. */
   constructor(socket: net.Socket, onData: (chunk: Buffer) => void) {
     this.socket = socket;
     this.#onData = onData;
     // Kept on the direct path too: it keeps the socket flowing, so its end of stream is emitted.
-    socket.on('data', onData);
+    socket.on('data', this.#onStreamData);
     if (binding === null || socket instanceof tls.TLSSocket) return;
     if (socket.connecting) socket.once('connect', () => this.#hook());
     else this.#hook();
@@ -155,12 +166,29 @@ export class SocketIO {
     return this.#handle !== null;
   }
 
+  /** A read on the stream path (node:net restarts its own timer for these). */
+  #onStreamData = (chunk: Buffer): void => {
+    this.ticks++;
+    this.#onData(chunk);
+  };
+
+  /** A direct read or write happened. */
+  #activity(): void {
+    this.ticks++;
+    if (this.refreshTimer) activity(this.socket);
+  }
+
+  /** Restart the socket's inactivity timer (for an owner with refreshTimer off, when it decides so). */
+  restartTimer(): void {
+    activity(this.socket);
+  }
+
   /** Called as the handle's onread: data goes to onData; EOF and errors to node:net as before. */
   #onRead = (arrayBuffer: ArrayBuffer): unknown => {
     const n = state[READ];
     const socket = this.socket;
     if (n <= 0 || socket.destroyed) return this.#original!.call(this.#handle!, arrayBuffer);
-    activity(socket);
+    this.#activity();
     this.#onData(Buffer.from(arrayBuffer, state[OFFSET], n));
     return undefined;
   };
@@ -201,7 +229,7 @@ export class SocketIO {
    */
   detach(): void {
     this.#detached = true;
-    this.socket.off('data', this.#onData);
+    this.socket.off('data', this.#onStreamData);
     this.resume();
     const h = this.#handle;
     if (h === null) return;
@@ -249,7 +277,10 @@ export class SocketIO {
   /** Write `data` (a string is sent as latin1). False: wait for the socket's 'drain'. */
   write(data: Buffer | string): boolean {
     const h = this.#writable();
-    if (h === null) return this.socket.write(data, 'latin1');
+    if (h === null) {
+      this.ticks++;
+      return this.socket.write(data, 'latin1');
+    }
     const req = this.#request(h);
     const err = typeof data === 'string' ? h.writeLatin1String(req, data) : h.writeBuffer(req, data);
     return this.#dispatched(req, err, data);
@@ -260,6 +291,7 @@ export class SocketIO {
     if (parts.length === 1) return this.write(parts[0]);
     const h = this.#writable();
     if (h === null) {
+      this.ticks++;
       const s = this.socket;
       s.cork();
       let ok = true;
@@ -294,7 +326,7 @@ export class SocketIO {
       s.destroy(errnoError(err, 'write'));
       return false;
     }
-    activity(s);
+    this.#activity();
     if (state[ASYNC] === 0) {
       spare = req;
       return true;
@@ -312,7 +344,7 @@ export class SocketIO {
     const s = this.socket;
     if (s.destroyed) return;
     if (status < 0) return void s.destroy(errnoError(status, 'write'));
-    activity(s);
+    this.#activity();
     // After detach() the socket's own Writable decides when to emit 'drain'.
     const h = this.#handle;
     if (!this.#needDrain || h === null || h.writeQueueSize !== 0 || s.writableNeedDrain || s.writableEnded) return;

@@ -64,6 +64,9 @@ export interface UpstreamOptions {
   tls?: { rejectUnauthorized: boolean; ca?: Buffer };
 }
 
+/** Steps an inactivity limit is checked in (see Connection#setTimeout). */
+const TIMEOUT_STEPS = 8;
+
 export const UPSTREAM_DEFAULTS = { connections: 256, keepAliveTimeout: 4_000, keepAliveThreshold: 2_000 } as const;
 
 
@@ -84,6 +87,9 @@ class Connection {
   /** When it last went idle (ms since epoch), for the pool's idle sweep. */
   idleSince = 0;
   #timeoutMs = -1;
+  /** Timer steps in a row with no read or write, and the socket's activity count when last looked at. */
+  #quiet = 0;
+  #ticksSeen = 0;
   #keepAlive = true;
   #completed = false;
   #headers: string[] = [];
@@ -120,7 +126,6 @@ class Connection {
       this.socket = net.connect({ host, port, noDelay: true });
       this.socket.once('connect', onConnect);
     }
-    this.#setTimeout(opts.connectTimeout);
     const p = (this.#parser = new HTTPParser());
     p.initialize(HTTPParser.RESPONSE, {}, 0, 0);
     p[kOnHeaders] = (headers: string[]) => {
@@ -132,6 +137,8 @@ class Connection {
     };
     p[kOnMessageComplete] = this.#onMessageComplete;
     this.io = new SocketIO(this.socket, this.#onData);
+    this.io.refreshTimer = false; // #onTimeout counts silence itself
+    this.#setTimeout(opts.connectTimeout);
     this.socket.on('end', this.#onEnd);
     this.socket.on('timeout', this.#onTimeout);
     this.socket.on('error', this.#onError);
@@ -234,10 +241,19 @@ class Connection {
     this.destroy();
   };
 
+  /** The socket's timer, every 1/TIMEOUT_STEPS of the limit: silence is counted in steps with no read or write. */
   #onTimeout = (): void => {
+    const ticks = this.io.ticks;
+    if (ticks !== this.#ticksSeen) {
+      this.#ticksSeen = ticks;
+      this.#quiet = 0;
+      return this.io.restartTimer();
+    }
+    if (++this.#quiet < TIMEOUT_STEPS) return this.io.restartTimer();
+    this.#quiet = 0;
     if (!this.ex) return this.destroy(); // idle far longer than the sweep allows: close it
     // A request body still going out to a slow reader is not silence (node:net's own rule).
-    if (this.io.writeProgressed()) return void this.socket.setTimeout(this.#timeoutMs);
+    if (this.io.writeProgressed()) return this.io.restartTimer();
     this.#fail(
       this.connected
         ? new LbError('LB_BACKEND_TIMEOUT', 'backend timed out')
@@ -286,14 +302,21 @@ class Connection {
   }
 
   /**
-   * The socket's inactivity timeout. Re-armed only when the value changes: the proxy's headers
+   * The socket's inactivity limit. Re-armed only when the value changes: the proxy's headers
    * and body timeouts are usually the same, so a busy socket keeps one timer for its whole life.
    * (An idle socket is closed by the pool's sweep; this timer only backs it up.)
+   *
+   * The timer is not restarted on every read and write, as node:net's would be (a timer-list
+   * update and a call into C++ for libuv's clock, twice per request): it fires every
+   * 1/TIMEOUT_STEPS of the limit, and #onTimeout looks at the socket's activity count. A silence
+   * is noticed between the limit and an eighth past it.
    */
   #setTimeout(ms: number): void {
     if (ms === this.#timeoutMs) return;
     this.#timeoutMs = ms;
-    this.socket.setTimeout(ms);
+    this.#quiet = 0;
+    this.#ticksSeen = this.io.ticks;
+    this.socket.setTimeout(Math.max(1, Math.ceil(ms / TIMEOUT_STEPS)));
   }
 
   #fail(err: LbError): void {

@@ -275,10 +275,11 @@ export function requestIdOf(incoming: string | string[] | undefined): string {
 }
 
 /**
- * Response fields that must not be relayed (RFC 9110 §7.6.1), from the backend's raw
- * [name, value, …] list into a fresh one; Node frames the response itself.
+ * Drops the response fields that must not be relayed (RFC 9110 §7.6.1) from the backend's raw
+ * [name, value, …] list, in place (the list is the exchange's own, made by the parser for this
+ * response), and returns it; lb frames the response itself.
  */
-export function responseHeaders(raw: readonly string[]): string[] {
+export function responseHeaders(raw: string[]): string[] {
   let listed: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     if (!fieldIs(raw[i], 'connection')) continue;
@@ -291,11 +292,16 @@ export function responseHeaders(raw: readonly string[]): string[] {
       if (name !== 'keep-alive' && name !== 'close' && name) (listed ??= new Set()).add(name);
     }
   }
-  const out: string[] = [];
+  let kept = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     if (HOP.get(name) || (listed !== undefined && listed.has(name.toLowerCase()))) continue;
-    out.push(name, raw[i + 1]);
+    if (kept !== i) {
+      raw[kept] = name;
+      raw[kept + 1] = raw[i + 1];
+    }
+    kept += 2;
   }
-  return out;
+  raw.length = kept;
+  return raw;
 }

@@ -139,12 +139,13 @@ interface Attempt extends Request {
 
 /** Log the request when its response is over (now, or when the client connection closes). */
 function logged(r: Request): void {
-  const log = (): void => {
-    r.rec.ms = r.deps.now() - r.started;
-    r.deps.onAccess(r.rec);
-  };
-  if (r.res.writableFinished || r.res.destroyed) log();
-  else r.res.once('close', log);
+  if (r.res.writableFinished || r.res.destroyed) return log(r);
+  r.res.once('close', () => log(r));
+}
+
+function log(r: Request): void {
+  r.rec.ms = r.deps.now() - r.started;
+  r.deps.onAccess(r.rec);
 }
 
 /** The request failed without a response from a backend: lb answers (a 4xx/5xx with its code). */

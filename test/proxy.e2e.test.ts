@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { randomBytes } from 'node:crypto';
 import https from 'node:https';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { request } from 'undici';
@@ -42,6 +43,19 @@ function raw(port: number, text: string, quietMs = 300): Promise<string> {
     });
     s.on('error', () => undefined);
   });
+}
+
+/** The payload of a chunked body (chunk extensions and trailers are not expected here). */
+function dechunk(buf: Buffer): Buffer {
+  const out: Buffer[] = [];
+  let at = 0;
+  for (;;) {
+    const eol = buf.indexOf('\r\n', at);
+    const size = parseInt(buf.subarray(at, eol).toString(), 16);
+    if (!(size > 0)) return Buffer.concat(out);
+    out.push(buf.subarray(eol + 2, eol + 2 + size));
+    at = eol + 2 + size + 2;
+  }
 }
 
 describe('forwarding', () => {
@@ -123,6 +137,46 @@ describe('forwarding', () => {
     }
     // Client, lb and backend share this process: buffering either body would add ≥ 1 GiB.
     expect(peak - before).toBeLessThan(256 * 1024 * 1024);
+  });
+
+  it('relays every byte of a large varied body to a slow reader, with Content-Length and chunked', async () => {
+    // lb reads backend bytes into a reused buffer; a chunk whose write to the client had to wait
+    // must not be overwritten by the next read. Random bytes, so a stale or reused byte shows;
+    // more than loopback's socket buffers hold, and a client that stops reading for a while, so
+    // lb's writes to it do wait.
+    const body = randomBytes(48 * 1024 * 1024);
+    const b = await startBackend('n1', {
+      handler: async (req, res) => {
+        res.writeHead(200, req.url === '/chunked' ? {} : { 'content-length': String(body.length) });
+        let at = 0;
+        for (let i = 0; at < body.length; i++) {
+          const n = Math.min(body.length - at, 1 + ((i * 7919) % 90_000)); // 1 B to 88 KiB pieces
+          const ok = res.write(body.subarray(at, at + n));
+          at += n;
+          if (!ok) await new Promise((r) => res.once('drain', r));
+        }
+        res.end();
+      },
+    });
+    const lb = await startLb(yaml([b]));
+    for (const path of ['/length', '/chunked']) {
+      const sock = net.connect(lb.port(), '127.0.0.1');
+      sock.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      sock.pause();
+      await new Promise((r) => setTimeout(r, 400)); // lb fills the socket buffers, then its writes queue
+      const parts: Buffer[] = [];
+      let reads = 0;
+      for await (const c of sock) {
+        parts.push(c as Buffer);
+        if (++reads % 64 === 0) await new Promise((r) => setTimeout(r, 1)); // and keep reading slowly
+      }
+      const all = Buffer.concat(parts);
+      const headEnd = all.indexOf('\r\n\r\n') + 4;
+      expect(all.subarray(0, 15).toString(), path).toBe('HTTP/1.1 200 OK');
+      const got = path === '/chunked' ? dechunk(all.subarray(headEnd)) : all.subarray(headEnd);
+      expect(got.length, path).toBe(body.length);
+      expect(got.equals(body), path).toBe(true);
+    }
   });
 
   it('passes trailers and 103 Early Hints through', async () => {

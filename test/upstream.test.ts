@@ -1,10 +1,12 @@
 import http from 'node:http';
+import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UpstreamPool, UPSTREAM_DEFAULTS, type UpstreamHandler, type UpstreamRequest } from '../src/proxy/upstream.js';
 import { HTTPParser, kOnHeadersComplete } from '../src/proxy/llhttp.js';
 import type { LbError } from '../src/util/errors.js';
+import { makeCert, pem } from './helpers/certs.js';
 
 /** lb's upstream client against real servers on port 0: framing, reuse, limits, idle closes. */
 
@@ -185,6 +187,47 @@ describe('upstream client', () => {
     const r = await send(p, { path: '/slow', headersTimeout: 300, bodyTimeout: 300 });
     expect([r.status, r.body]).toEqual([200, 'x'.repeat(10)]);
     await expect(send(p, { path: '/stall', headersTimeout: 300, bodyTimeout: 300 })).rejects.toMatchObject({ code: 'LB_BACKEND_TIMEOUT' });
+  });
+
+  it('a limit of 0 means none: a 300 ms answer with timeouts of 0 is served', async () => {
+    const s = await server((_req, res) => void setTimeout(() => res.end('ok'), 300));
+    const r = await send(pool(s.url, { connectTimeout: 0 }), { headersTimeout: 0, bodyTimeout: 0 });
+    expect([r.status, r.body]).toEqual([200, 'ok']);
+  });
+
+  describe('HTTPS backends (the socket stream path)', () => {
+    const cert = makeCert();
+    async function tlsServer(opts: https.ServerOptions, handler: http.RequestListener): Promise<URL> {
+      const s = https.createServer({ cert: pem(cert.cert), key: pem(cert.key), ...opts }, handler);
+      await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+      cleanup.push(() => new Promise((r) => { s.closeAllConnections(); s.close(r); }));
+      return new URL(`https://localhost:${(s.address() as AddressInfo).port}`);
+    }
+
+    it('the response limit counts from the connection, even when it equals the connect limit', async () => {
+      // A 600 ms handshake, then a 600 ms wait for the answer: never 1 s of silence.
+      const url = await tlsServer(
+        { SNICallback: (_name, cb) => void setTimeout(() => cb(null, undefined as never), 600) },
+        (_req, res) => void setTimeout(() => res.end('ok'), 600),
+      );
+      const r = await send(pool(url, { connectTimeout: 1000, tls: { rejectUnauthorized: false } }), { headersTimeout: 1000, bodyTimeout: 1000 });
+      expect([r.status, r.body]).toEqual([200, 'ok']);
+    });
+
+    it('a large request body that the backend reads slowly is activity while it goes out', async () => {
+      // The backend waits 600 ms before reading 32 MiB, answers 600 ms after the last byte.
+      const size = 32 * 1024 * 1024;
+      const url = await tlsServer({}, (req, res) => {
+        req.pause();
+        setTimeout(() => req.resume(), 600);
+        req.on('end', () => void setTimeout(() => res.end('ok'), 600));
+      });
+      const r = await send(pool(url, { connectTimeout: 5000, tls: { rejectUnauthorized: false } }), {
+        method: 'POST', headers: ['host', 'x', 'content-length', String(size)], body: Readable.from([Buffer.alloc(size, 1)]),
+        headersTimeout: 1000, bodyTimeout: 1000,
+      });
+      expect([r.status, r.body]).toEqual([200, 'ok']);
+    });
   });
 
   it("a backend's header field with any byte node:http would refuse to send is a protocol error (so lb need not check again)", async () => {

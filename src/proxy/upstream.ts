@@ -40,7 +40,10 @@ export interface UpstreamHandler {
   /** A 1xx response other than 101 (103 Early Hints, 100 Continue). */
   onInformational(status: number, headers: string[]): void;
   onHead(status: number, headers: string[]): void;
-  /** Return false to pause the backend until `resume()`. */
+  /**
+   * Return false to pause the backend until `resume()`. `chunk` may be a view of the connection's
+   * read buffer: valid until this returns, unless written through a SocketIO; copy it to keep it.
+   */
   onData(chunk: Buffer): boolean;
   onEnd(trailers: string[]): void;
   onError(err: LbError): void;
@@ -109,6 +112,9 @@ class Connection {
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
     const onConnect = (): void => {
       this.connected = true;
+      // Connecting was activity: the response's limit counts from here, even when it equals the connect limit.
+      this.#quiet = 0;
+      this.#ticksSeen = this.io.ticks;
       if (this.ex) this.#setTimeout(this.ex.req.headersTimeout);
       this.ex?.connected();
     };
@@ -136,7 +142,9 @@ class Connection {
       if (this.ex && !this.#informational) this.ex.data(chunk);
     };
     p[kOnMessageComplete] = this.#onMessageComplete;
-    this.io = new SocketIO(this.socket, this.#onData);
+    // Reads go to the connection's own buffer: every consumer of a body chunk either writes it
+    // through a SocketIO (which counts the writes that keep it) or is done with it on return.
+    this.io = new SocketIO(this.socket, this.#onData, { ownReadBuffer: true });
     this.io.refreshTimer = false; // #onTimeout counts silence itself
     this.#setTimeout(opts.connectTimeout);
     this.socket.on('end', this.#onEnd);
@@ -316,7 +324,7 @@ class Connection {
     this.#timeoutMs = ms;
     this.#quiet = 0;
     this.#ticksSeen = this.io.ticks;
-    this.socket.setTimeout(Math.max(1, Math.ceil(ms / TIMEOUT_STEPS)));
+    this.socket.setTimeout(ms > 0 ? Math.max(1, Math.ceil(ms / TIMEOUT_STEPS)) : 0); // 0: no limit, as before
   }
 
   #fail(err: LbError): void {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CookieCodec } from '../src/affinity/cookie-codec.js';
-import { readCookie, withoutCookie } from '../src/affinity/cookie-header.js';
+import { readCookie, serializeSetCookie, withoutCookie } from '../src/affinity/cookie-header.js';
 import { CookieAffinity } from '../src/affinity/cookie.js';
 import type { Decision, RequestFacts } from '../src/affinity/types.js';
 import type { PoolView } from '../src/balancer/registry.js';
@@ -429,5 +429,29 @@ describe('CookieAffinity: a returning client', () => {
     advance(config.maxIdle + 1000);
     a.sweep(); // the session's entry expires too, so nothing keeps the idle cookie valid
     expect(a.lookup(facts(cookie), v)).toEqual({ kind: 'rejected', reason: 'expired' });
+  });
+});
+
+describe('serializeSetCookie', () => {
+  it('writes the attributes each call asks for', () => {
+    const base = { name: 'lb', value: 'v', secure: false };
+    const cases: Array<[Parameters<typeof serializeSetCookie>[0], string]> = [
+      [{ ...base, maxAge: 60 }, 'lb=v; Path=/; HttpOnly; SameSite=Lax; Max-Age=60'],
+      [{ ...base, maxAge: 60, value: 'w' }, 'lb=w; Path=/; HttpOnly; SameSite=Lax; Max-Age=60'],
+      [{ ...base, maxAge: 59 }, 'lb=v; Path=/; HttpOnly; SameSite=Lax; Max-Age=59'],
+      [{ ...base, maxAge: 59, secure: true }, 'lb=v; Path=/; HttpOnly; SameSite=Lax; Max-Age=59; Secure'],
+      [{ ...base, maxAge: 59, secure: true, domain: 'example.com' }, 'lb=v; Path=/; HttpOnly; SameSite=Lax; Max-Age=59; Domain=example.com; Secure'],
+      [{ ...base, maxAge: 59, domain: 'example.com' }, 'lb=v; Path=/; HttpOnly; SameSite=Lax; Max-Age=59; Domain=example.com'],
+      [{ ...base }, 'lb=v; Path=/; HttpOnly; SameSite=Lax'],
+      [{ ...base, name: 'other', maxAge: 60 }, 'other=v; Path=/; HttpOnly; SameSite=Lax; Max-Age=60'],
+    ];
+    for (const round of [1, 2]) for (const [attrs, expected] of cases) expect(serializeSetCookie(attrs), `round ${round}`).toBe(expected);
+  });
+
+  it('new sessions get ids that are all different (random bytes from the pool, each handed out once)', () => {
+    const codec = new CookieCodec(['s3cret']);
+    const ids = new Set<string>();
+    for (let i = 0; i < 5000; i++) ids.add(codec.mint('n1', Date.now()).sessionId);
+    expect(ids.size).toBe(5000);
   });
 });

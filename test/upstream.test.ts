@@ -4,7 +4,7 @@ import net, { type AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UpstreamPool, UPSTREAM_DEFAULTS, type UpstreamHandler, type UpstreamRequest } from '../src/proxy/upstream.js';
-import { HTTPParser, kOnHeadersComplete } from '../src/proxy/llhttp.js';
+import { HTTPParser, kOnBody, kOnHeadersComplete } from '../src/proxy/llhttp.js';
 import type { LbError } from '../src/util/errors.js';
 import { makeCert, pem } from './helpers/certs.js';
 
@@ -228,6 +228,20 @@ describe('upstream client', () => {
       });
       expect([r.status, r.body]).toEqual([200, 'ok']);
     });
+  });
+
+  it("node's parser hands a body piece over as a copy (the connection's read buffer is reused after execute returns)", () => {
+    for (const type of [HTTPParser.REQUEST, HTTPParser.RESPONSE]) {
+      const p = new HTTPParser();
+      p.initialize(type, {}, 0, 0);
+      const pieces: Buffer[] = [];
+      p[kOnBody] = (b: Buffer) => void pieces.push(b);
+      const head = type === HTTPParser.REQUEST ? 'POST / HTTP/1.1\r\nHost: x\r\n' : 'HTTP/1.1 200 OK\r\n';
+      const buf = Buffer.from(`${head}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`);
+      p.execute(buf);
+      buf.fill(0x41);
+      expect(Buffer.concat(pieces).toString()).toBe('hello');
+    }
   });
 
   it("a backend's header field with any byte node:http would refuse to send is a protocol error (so lb need not check again)", async () => {

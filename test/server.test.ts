@@ -152,6 +152,48 @@ describe('lb HTTP server', () => {
     expect(behind.closed).toBe(true);
   });
 
+  it('connections reading into one shared buffer: a head split across reads, interleaved with another connection, arrives whole', async () => {
+    const seen: string[] = [];
+    const { port } = await serve((req, res) => {
+      const v = String(req.headers['x-long']);
+      seen.push(`${req.url} ${v.length} ${[...new Set(v)].join('')} ${req.headers['x-tail']}`);
+      ok()(req, res);
+    });
+    const a = net.connect(port, '127.0.0.1');
+    const b = net.connect(port, '127.0.0.1');
+    cleanup.push(() => { a.destroy(); b.destroy(); });
+    const long = 'L'.repeat(3000);
+    a.write(`GET /a HTTP/1.1\r\nHost: x\r\nX-Long: ${long.slice(0, 1000)}`); // the parser holds a partial value
+    await new Promise((r) => setTimeout(r, 30));
+    b.write(`GET /b HTTP/1.1\r\nHost: x\r\nX-Long: ${'M'.repeat(2000)}\r\nX-Tail: b\r\n\r\n`); // read into the same buffer meanwhile
+    await new Promise((r) => b.once('data', r));
+    a.write(`${long.slice(1000)}\r\nX-Tail: a\r\n\r\n`);
+    await new Promise((r) => a.once('data', r));
+    expect(seen).toEqual(['/b 2000 M b', '/a 3000 L a']);
+  });
+
+  it("an upgrade's head bytes are its own: later reads on the socket do not change them", async () => {
+    // The connection reads into a reused buffer; the head handed over must be a copy.
+    const heads: Buffer[] = [];
+    const later: Buffer[] = [];
+    const { port } = await serve(ok(), {
+      onUpgrade: (_req, socket, head) => {
+        heads.push(head);
+        cleanup.push(() => socket.destroy());
+        socket.on('data', (c: Buffer) => later.push(c));
+        socket.write('HTTP/1.1 101 Switching Protocols\r\n\r\n');
+      },
+    });
+    const c = net.connect(port, '127.0.0.1');
+    c.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nAAAAAAAAAAAAAAAAAAAAAAAA');
+    await new Promise((r) => c.once('data', r));
+    c.write('B'.repeat(97));
+    while (Buffer.concat(later).length < 97) await new Promise((r) => setTimeout(r, 5));
+    c.destroy();
+    expect(heads.map(String)).toEqual(['A'.repeat(24)]);
+    expect(Buffer.concat(later).toString()).toBe('B'.repeat(97));
+  });
+
   it("a chunked request's trailers never become part of the next request on the connection", async () => {
     const seen: Array<[string, string[]]> = [];
     const { port } = await serve((req, res) => {

@@ -7,6 +7,8 @@ import { UpstreamPool, UPSTREAM_DEFAULTS, type UpstreamHandler, type UpstreamReq
 import { HTTPParser, kOnBody, kOnHeadersComplete } from '../src/proxy/llhttp.js';
 import type { LbError } from '../src/util/errors.js';
 import { makeCert, pem } from './helpers/certs.js';
+import { HttpServer } from '../src/proxy/server.js';
+import { forward } from '../src/proxy/forward.js';
 
 /** lb's upstream client against real servers on port 0: framing, reuse, limits, idle closes. */
 
@@ -228,6 +230,49 @@ describe('upstream client', () => {
       });
       expect([r.status, r.body]).toEqual([200, 'ok']);
     });
+  });
+
+  it('clients that stop reading a slowly trickled body pin about what is queued for them, not a read buffer per piece', async () => {
+    // Backend reads of ~200 bytes; each piece's write to a stalled client is queued and keeps its
+    // bytes. The next read must go after them in the same buffer, not to a fresh 64 KiB one.
+    const total = 64 * 1024 * 1024;
+    const data = Buffer.alloc(total, 0x61);
+    const backend = net.createServer((s) => {
+      s.on('error', () => {});
+      s.once('data', () => {
+        s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${total}\r\n\r\n`);
+        let at = 0;
+        const pump = (): void => {
+          if (at >= total || s.destroyed) return;
+          const ok = s.write(data.subarray(at, (at += 200)));
+          if (ok) setImmediate(pump);
+          else s.once('drain', pump);
+        };
+        pump();
+      });
+    });
+    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise((r) => backend.close(r)));
+    const p = pool(new URL(`http://127.0.0.1:${(backend.address() as AddressInfo).port}`));
+    const lb = new HttpServer({ headersTimeout: 60_000, keepAliveTimeout: 60_000 }, {
+      onRequest: (req, res) => forward({ upstream: p, req, res, path: req.url, headers: ['host', 'x'], timeout: 60_000, onResponse: () => {} }, () => {}),
+      onClientError: (_e, s) => s.destroy(),
+    });
+    await new Promise<void>((r) => lb.server.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise((r) => { lb.closeAllConnections(); lb.server.close(r); }));
+    const before = process.memoryUsage().arrayBuffers;
+    const clients = Array.from({ length: 10 }, () => {
+      const c = net.connect((lb.server.address() as AddressInfo).port, '127.0.0.1');
+      c.on('error', () => {});
+      c.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      c.pause(); // never reads
+      cleanup.push(() => c.destroy());
+      return c;
+    });
+    await new Promise((r) => setTimeout(r, 3000)); // the socket buffers fill, lb's writes queue, the backends are paused
+    const grew = process.memoryUsage().arrayBuffers - before;
+    expect(clients.length).toBe(10);
+    expect(grew).toBeLessThan(10 * 1024 * 1024); // ~5 MiB per client when each piece pinned a buffer of its own
   });
 
   it("node's parser hands a body piece over as a copy (the connection's read buffer is reused after execute returns)", () => {

@@ -399,7 +399,9 @@ class ClientConnection {
       if (body && !body.destroyed && !body.push(chunk)) this.io.pause();
     };
     p[kOnMessageComplete] = this.#onMessageComplete;
-    this.io = new SocketIO(socket, this.#onData);
+    // Reads go to the buffer all client connections share: the parser copies what it keeps
+    // (header strings, body pieces), and an upgrade's head is copied (#onData).
+    this.io = new SocketIO(socket, this.#onData, { readBuffer: 'shared' });
     socket.on('end', this.#onEnd);
     socket.on('error', this.#onError);
     socket.on('close', this.#onClose);
@@ -513,7 +515,8 @@ class ClientConnection {
         this.#upgrade = null;
         if (!this.idle) return void this.socket.destroy(); // an upgrade behind other requests: refuse
         this.#detach();
-        return this.#server.handlers.onUpgrade!(up, this.socket, data.subarray(r));
+        // A copy: `data` is a view of the connection's read buffer, which the next read reuses.
+        return this.#server.handlers.onUpgrade!(up, this.socket, Buffer.from(data.subarray(r)));
       }
       // llhttp also stops after an Upgrade request answered as a plain one (no upgrade handler,
       // e.g. a redirect listener): parse what follows it in this read too.

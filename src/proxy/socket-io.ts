@@ -105,8 +105,12 @@ function activity(socket: net.Socket): void {
  */
 let spare: WriteReq | null = null;
 
-/** Size of a socket's own read buffer (node allocates the same for every read otherwise). */
+/** Size of a read buffer (node allocates the same for every read otherwise). */
 const READ_BUFFER = 64 * 1024;
+/** Below this much room left after kept bytes, a socket's next read goes to a fresh buffer instead. */
+const MIN_READ = 16 * 1024;
+/** The one read buffer of every socket in `shared` mode, made on first use. */
+let sharedBuffer: Buffer | null = null;
 
 /**
  * Writes that kept a reference to their bytes, on any socket: queued by libuv (the kernel did
@@ -149,24 +153,31 @@ export class SocketIO {
    */
   refreshTimer = true;
 
-  /** This socket's own read buffer, or null: each read in a buffer node allocates. */
+  /** Where the next read lands (this socket's own buffer, what is left of it, or the shared one), or null: in a buffer node allocates. */
   #readBuffer: Buffer | null = null;
-  readonly #ownReadBuffer: boolean;
+  /** The handle whose reads come to #onRead (kept after detach when it reads into #readBuffer). */
+  #readHandle: StreamHandle | null = null;
+  readonly #readMode: 'own' | 'shared' | undefined;
 
   /**
    * `onData` gets every chunk read, on either path.
    *
-   * `ownReadBuffer`: on the direct path, read into one buffer of this socket's instead of one
-   * node allocates for every read (64 KiB from malloc, then a zero-filled copy of what was read,
-   * then free: ~5 % of a proxied request's CPU in `perf`). A chunk given to `onData` is then a
-   * view of that buffer and is valid only until onData returns, unless a write through a
-   * SocketIO kept it (those are counted, and the next read then goes to a fresh buffer): onData
-   * must copy anything else it keeps. Such a socket cannot be detached.
+   * `readBuffer`: on the direct path, read into a buffer that is used again instead of one node
+   * allocates for every read (64 KiB from malloc, then a zero-filled copy of what was read, then
+   * free: ~5 % of a proxied request's CPU per side in `perf`). A chunk given to `onData` is then
+   * a view of that buffer:
+   *  - `own`: the socket's own 64 KiB. A chunk stays valid after onData returns only if a write
+   *    through a SocketIO kept it (those are counted): the next read then goes after it, or to a
+   *    fresh buffer when under 16 KiB is left, so a slow reader pins about what is queued.
+   *  - `shared`: one buffer for every such socket (reads run one at a time). onData must copy
+   *    anything it keeps, writes included; only for sockets whose bytes are parsed, not relayed.
+   * After detach(), such a socket's reads are handed to the stream as copies (node cannot take
+   * the buffer back).
    */
-  constructor(socket: net.Socket, onData: (chunk: Buffer) => void, opts: { ownReadBuffer?: boolean } = {}) {
+  constructor(socket: net.Socket, onData: (chunk: Buffer) => void, opts: { readBuffer?: 'own' | 'shared' } = {}) {
     this.socket = socket;
     this.#onData = onData;
-    this.#ownReadBuffer = opts.ownReadBuffer === true;
+    this.#readMode = opts.readBuffer;
     // Kept on the direct path too: it keeps the socket flowing, so its end of stream is emitted.
     socket.on('data', this.#onStreamData);
     if (binding === null || socket instanceof tls.TLSSocket) return;
@@ -184,10 +195,11 @@ export class SocketIO {
       return;
     }
     this.#handle = handle;
+    this.#readHandle = handle;
     this.#original = handle.onread;
     handle.onread = this.#onRead;
-    if (this.#ownReadBuffer && typeof handle.useUserBuffer === 'function') {
-      this.#readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER);
+    if (this.#readMode !== undefined && typeof handle.useUserBuffer === 'function') {
+      this.#readBuffer = this.#readMode === 'own' ? Buffer.allocUnsafeSlow(READ_BUFFER) : (sharedBuffer ??= Buffer.allocUnsafeSlow(READ_BUFFER));
       handle.useUserBuffer(this.#readBuffer);
     }
   }
@@ -223,20 +235,40 @@ export class SocketIO {
   #onRead = (arrayBuffer: ArrayBuffer): unknown => {
     const n = state[READ];
     const socket = this.socket;
-    if (n <= 0 || socket.destroyed) return this.#original!.call(this.#handle!, arrayBuffer);
-    this.#activity();
+    const h = this.#readHandle!;
+    if (n <= 0 || socket.destroyed) return this.#original!.call(h, arrayBuffer);
     const own = this.#readBuffer;
+    if (this.#detached) return this.#handOver(h, own!, n); // only a socket reading into its own buffer still comes here
+    this.#activity();
     if (own === null) {
       this.#onData(Buffer.from(arrayBuffer, state[OFFSET], n));
       return undefined;
     }
     const before = retained;
     this.#onData(own.subarray(0, n));
-    if (retained === before) return undefined;
+    if (retained === before || this.#readMode === 'shared') return undefined;
     // A write kept bytes of this read (queued): the next read must not overwrite them.
-    this.#readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER);
+    this.#readBuffer = own.length - n >= MIN_READ ? own.subarray(n) : Buffer.allocUnsafeSlow(READ_BUFFER);
     return this.#readBuffer; // node reads into what onread returns from now on
   };
+
+  /**
+   * A read after detach() on a socket reading into its own buffer: what node's own read callback
+   * does with a read (restart the timer, push a Buffer to the stream, stop reading when the stream
+   * is full), with a copy, since the buffer is read into again.
+   */
+  #handOver(h: StreamHandle, own: Buffer, n: number): undefined {
+    const socket = this.socket;
+    activity(socket);
+    const chunk = Buffer.allocUnsafe(n);
+    own.copy(chunk, 0, 0, n);
+    if (!socket.push(chunk) && !socket.destroyed) {
+      h.reading = false;
+      const err = h.readStop();
+      if (err) socket.destroy(errnoError(err, 'read'));
+    }
+    return undefined;
+  }
 
   get paused(): boolean {
     return this.#paused;
@@ -273,15 +305,14 @@ export class SocketIO {
    * connections, and from here the socket's own Writable answers for 'drain'.
    */
   detach(): void {
-    // node has no way to take its own read buffer back from the handle: its plain reads would then find no data.
-    if (this.#readBuffer !== null) throw new Error('a socket reading into its own buffer cannot be detached');
     this.#detached = true;
     this.socket.off('data', this.#onStreamData);
     this.resume();
     const h = this.#handle;
     if (h === null) return;
-    h.onread = this.#original!;
     this.#handle = null;
+    // node has no way to take its own read buffer back: such a socket's reads keep coming to #onRead (#handOver).
+    if (this.#readBuffer === null) h.onread = this.#original!;
   }
 
   /** A write returned false and its 'drain' has not come yet (direct or through net.Socket). */

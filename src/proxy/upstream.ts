@@ -144,7 +144,7 @@ class Connection {
     p[kOnMessageComplete] = this.#onMessageComplete;
     // Reads go to the connection's own buffer: every consumer of a body chunk either writes it
     // through a SocketIO (which counts the writes that keep it) or is done with it on return.
-    this.io = new SocketIO(this.socket, this.#onData, { ownReadBuffer: true });
+    this.io = new SocketIO(this.socket, this.#onData, { readBuffer: 'own' });
     this.io.refreshTimer = false; // #onTimeout counts silence itself
     this.#setTimeout(opts.connectTimeout);
     this.socket.on('end', this.#onEnd);

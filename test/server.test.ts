@@ -194,6 +194,29 @@ describe('lb HTTP server', () => {
     expect(Buffer.concat(later).toString()).toBe('B'.repeat(97));
   });
 
+  it('bytes and a FIN a client sends before the upgrade handler reads wait for it, as node:http keeps them', async () => {
+    // ws/upgrade.ts starts reading only once the backend has answered: nothing may be lost before that.
+    let seen = '';
+    let ended = false;
+    const { port } = await serve(ok(), {
+      onUpgrade: (_req, socket) => {
+        cleanup.push(() => socket.destroy());
+        setTimeout(() => {
+          socket.on('data', (d: Buffer) => (seen += d));
+          socket.on('end', () => (ended = true));
+          socket.write('HTTP/1.1 101 Switching Protocols\r\n\r\n');
+        }, 150);
+      },
+    });
+    const c = net.connect(port, '127.0.0.1');
+    cleanup.push(() => c.destroy());
+    c.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 30));
+    c.end('early-bytes');
+    for (let i = 0; i < 200 && !ended; i++) await new Promise((r) => setTimeout(r, 10));
+    expect([seen, ended]).toEqual(['early-bytes', true]);
+  });
+
   it("a chunked request's trailers never become part of the next request on the connection", async () => {
     const seen: Array<[string, string[]]> = [];
     const { port } = await serve((req, res) => {

@@ -120,6 +120,8 @@ let sharedBuffer: Buffer | null = null;
  */
 let retained = 0;
 
+const ignore = (): void => {};
+
 /** A direct write that libuv finished later: report a failure, or 'drain' once all is out. */
 function afterWrite(this: WriteReq, status: number): void {
   const io = this.io;
@@ -130,7 +132,7 @@ function afterWrite(this: WriteReq, status: number): void {
 
 export class SocketIO {
   readonly socket: net.Socket;
-  readonly #onData: (chunk: Buffer) => void;
+  #onData: (chunk: Buffer) => void;
   /** The libuv handle when reads and writes go to it directly; null on the stream path. */
   #handle: StreamHandle | null = null;
   #original: StreamHandle['onread'] | null = null;
@@ -307,6 +309,10 @@ export class SocketIO {
   detach(): void {
     this.#detached = true;
     this.socket.off('data', this.#onStreamData);
+    // Not flowing until the new owner reads (as node:http leaves an upgraded socket): bytes and
+    // a FIN that come before it listens wait in the stream instead of going to no listener.
+    (this.socket as { readableFlowing: boolean | null }).readableFlowing = null;
+    this.#onData = ignore; // the old owner is not kept alive by a handle that still calls #onRead
     this.resume();
     const h = this.#handle;
     if (h === null) return;

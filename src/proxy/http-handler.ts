@@ -175,10 +175,15 @@ function attempt(a: Attempt, decision: Decision): void {
   }
   backend.inFlight++;
   let pending = true;
-  const settle = (outcome: ForwardOutcome): void => {
-    if (!pending) return;
+  /** The attempt's one end: false when it had ended already. */
+  const end = (): boolean => {
+    if (!pending) return false;
     pending = false;
     backend.inFlight--;
+    return true;
+  };
+  const settle = (outcome: ForwardOutcome): void => {
+    if (!end()) return;
     // A response that completed goes on here, in the backend socket's callback. Anything else
     // waits for the callback to unwind (a microtask), so a retry never starts inside the
     // failing connection's own teardown.
@@ -203,10 +208,7 @@ function attempt(a: Attempt, decision: Decision): void {
     );
   } catch (err) {
     // Thrown after the outcome was settled: that outcome stands (as a promise resolved before its executor threw).
-    if (!pending) return;
-    pending = false;
-    backend.inFlight--;
-    failed(a, err);
+    if (end()) failed(a, err);
   }
 }
 

@@ -211,6 +211,12 @@ export class SocketIO {
     return this.#handle !== null;
   }
 
+  /** A write handed to net.Socket: activity, and its bytes kept (the stream may hold them). */
+  #viaStream(): void {
+    this.ticks++;
+    retained++;
+  }
+
   /** A write on the stream path went out (a slow reader taking a large body is activity, not silence). */
   #wrote = (): void => {
     this.ticks++;
@@ -362,8 +368,7 @@ export class SocketIO {
   write(data: Buffer | string): boolean {
     const h = this.#writable();
     if (h === null) {
-      this.ticks++;
-      retained++;
+      this.#viaStream();
       return this.socket.write(data, 'latin1', this.#wrote);
     }
     const req = this.#request(h);
@@ -376,8 +381,7 @@ export class SocketIO {
     if (parts.length === 1) return this.write(parts[0]);
     const h = this.#writable();
     if (h === null) {
-      this.ticks++;
-      retained++;
+      this.#viaStream();
       const s = this.socket;
       s.cork();
       let ok = true;

@@ -113,8 +113,7 @@ class Connection {
     const onConnect = (): void => {
       this.connected = true;
       // Connecting was activity: the response's limit counts from here, even when it equals the connect limit.
-      this.#quiet = 0;
-      this.#ticksSeen = this.io.ticks;
+      this.#heard();
       if (this.ex) this.#setTimeout(this.ex.req.headersTimeout);
       this.ex?.connected();
     };
@@ -251,14 +250,12 @@ class Connection {
 
   /** The socket's timer, every 1/TIMEOUT_STEPS of the limit: silence is counted in steps with no read or write. */
   #onTimeout = (): void => {
-    const ticks = this.io.ticks;
-    if (ticks !== this.#ticksSeen) {
-      this.#ticksSeen = ticks;
-      this.#quiet = 0;
+    if (this.io.ticks !== this.#ticksSeen) {
+      this.#heard();
       return this.io.restartTimer();
     }
     if (++this.#quiet < TIMEOUT_STEPS) return this.io.restartTimer();
-    this.#quiet = 0;
+    this.#heard(); // the limit ran out: whatever follows counts afresh
     if (!this.ex) return this.destroy(); // idle far longer than the sweep allows: close it
     // A request body still going out to a slow reader is not silence (node:net's own rule).
     if (this.io.writeProgressed()) return this.io.restartTimer();
@@ -322,9 +319,14 @@ class Connection {
   #setTimeout(ms: number): void {
     if (ms === this.#timeoutMs) return;
     this.#timeoutMs = ms;
+    this.#heard();
+    this.socket.setTimeout(ms > 0 ? Math.max(1, Math.ceil(ms / TIMEOUT_STEPS)) : 0); // 0: no limit, as before
+  }
+
+  /** Silence counts from now. */
+  #heard(): void {
     this.#quiet = 0;
     this.#ticksSeen = this.io.ticks;
-    this.socket.setTimeout(ms > 0 ? Math.max(1, Math.ceil(ms / TIMEOUT_STEPS)) : 0); // 0: no limit, as before
   }
 
   #fail(err: LbError): void {

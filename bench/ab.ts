@@ -9,8 +9,9 @@
  *
  *   node --import tsx bench/ab.ts [--rounds 5] [--seconds 5] [--path /100] [--returning] [--paired] VARIANT…
  *
- * VARIANT is REV:MODE (a git revision, or `.` for the working tree's dist/; MODE `none` or
- * `cookie`, default none) or `floor` (bench/proxies/floor.cjs, the least a Node proxy can do).
+ * VARIANT is REV:MODE[:NODE-FLAG…] (a git revision, or `.` for the working tree's dist/; MODE
+ * `none` or `cookie`, default none; then flags for node, e.g. `.:cookie:--max-semi-space-size=64`)
+ * or `floor` (bench/proxies/floor.cjs, the least a Node proxy can do).
  * --returning sends back 1,000 cookies each variant issued (cookie mode), else no cookies.
  * --paired (two variants): both run at the same time, both pinned to CPU 0, each under its own
  * wrk; the result is the ratio B/A per round. On a host whose speed drifts between runs, this
@@ -38,7 +39,7 @@ const returning = args.includes('--returning');
 const paired = args.includes('--paired');
 const variants = args.filter((a, i) => !a.startsWith('--') && !['--rounds', '--seconds', '--path'].includes(args[i - 1]));
 if (!variants.length || (paired && variants.length !== 2)) {
-  console.error('usage: node --import tsx bench/ab.ts [--rounds 5] [--seconds 5] [--path /100] [--returning] [--paired] REV[:none|cookie]… [floor]');
+  console.error('usage: node --import tsx bench/ab.ts [--rounds 5] [--seconds 5] [--path /100] [--returning] [--paired] REV[:none|cookie[:NODE-FLAG…]]… [floor]');
   console.error('       (--paired takes exactly two variants)');
   process.exit(2);
 }
@@ -72,11 +73,11 @@ function variant(spec: string, dir: string): Variant {
       start: (d, bports, tag) => startFloor(d, bports, tag),
     };
   }
-  const [rev, mode = 'none'] = spec.split(':');
+  const [rev, mode = 'none', ...flags] = spec.split(':');
   if (mode !== 'none' && mode !== 'cookie') throw new Error(`${spec}: mode must be none or cookie`);
   const entry = entryFor(rev, dir);
   const affinity = mode === 'cookie' ? COOKIE_AFFINITY : '{ mode: none }';
-  return { label: spec, start: (d, bports, tag) => startLb(d, bports, tag, '1', affinity, '0', spec, undefined, entry) };
+  return { label: spec, start: (d, bports, tag) => startLb(d, bports, tag, '1', affinity, '0', spec, undefined, entry, flags) };
 }
 
 /** Start each variant, load them all at once (one wrk each), and return their CPU µs per request. */

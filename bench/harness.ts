@@ -177,13 +177,13 @@ log: { level: warn }
 export const COOKIE_AFFINITY = '{ mode: cookie, cookie: { secrets: ["bench-secret-value"] } }';
 
 /** One lb process on `cpus` (its PIDs include cluster workers). */
-export async function startLb(dir: string, bports: number[], tag: string, workers: string, affinity: string, cpus: string, name = tag, note?: string, entry = resolve('dist/cli/main.js')): Promise<Target> {
+export async function startLb(dir: string, bports: number[], tag: string, workers: string, affinity: string, cpus: string, name = tag, note?: string, entry = resolve('dist/cli/main.js'), nodeArgs: string[] = []): Promise<Target> {
   const port = await freePort();
   const sub = join(dir, tag);
   execFileSync('mkdir', ['-p', sub]);
   writeFileSync(join(sub, 'lb.yaml'), lbYaml(port, bports, sub, workers, affinity));
   const log = join(dir, `${tag}.log`);
-  const p = pinned(cpus, process.execPath, [entry, 'start', '-c', join(sub, 'lb.yaml')], log);
+  const p = pinned(cpus, process.execPath, [...nodeArgs, entry, 'start', '-c', join(sub, 'lb.yaml')], log);
   await waitPort(port, p, log);
   return { name, port, pids: () => [p.pid!, ...descendants(p.pid!)], note };
 }

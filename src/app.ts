@@ -39,6 +39,7 @@ import type { RouteFacts } from './proxy/routes.js';
 import { ActiveChecker } from './health/active.js';
 import { PassiveHealth } from './health/passive.js';
 import { Metrics } from './metrics/metrics.js';
+import { now as clockNow } from './util/clock.js';
 import { metricsMount, streamMount, dashboardMount } from './admin/live.js';
 
 export interface AppOptions {
@@ -179,7 +180,7 @@ export class App {
       config: opts.config,
       logger: opts.logger,
       loadConfig: opts.loadConfig ?? (() => opts.config),
-      now: opts.now ?? Date.now,
+      now: opts.now ?? clockNow,
       random: opts.random ?? Math.random,
       store: opts.store ?? App.#storeFor(opts.config, role, opts.logger),
       role,

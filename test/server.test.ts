@@ -121,6 +121,33 @@ describe('lb HTTP server', () => {
     expect(slow.closed).toBe(true);
   });
 
+  const timing408: Partial<ServerHandlers> = {
+    onClientError: (err, socket) => socket.end(`HTTP/1.1 ${err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400} X\r\ncontent-length: 0\r\n\r\n`),
+  };
+
+  it('a head that begins in the same read as the request before it is timed by headersTimeout, not left idle', async () => {
+    const { port } = await serve(ok(), timing408, { headersTimeout: 400, keepAliveTimeout: 5000 });
+    const r = await exchange(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n', 3000);
+    expect(statuses(r.text)).toEqual([200, 408]);
+    expect(r.closed).toBe(true);
+  });
+
+  it('empty lines between requests begin no head: no 408 for them, and the request after them is served', async () => {
+    const { port } = await serve(ok(), timing408, { headersTimeout: 300, keepAliveTimeout: 3000 });
+    const c = net.connect(port, '127.0.0.1');
+    let text = '';
+    c.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    c.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    for (let i = 0; i < 100 && !text.includes('\r\n\r\nok'); i++) await new Promise((r) => setTimeout(r, 10));
+    c.write('\r\n');
+    await new Promise((r) => setTimeout(r, 900)); // three headersTimeouts, the check runs every 250 ms
+    expect(statuses(text)).toEqual([200]);
+    const closed = new Promise<void>((r) => c.on('close', () => r()));
+    c.write('\r\nGET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    await closed;
+    expect(statuses(text)).toEqual([200, 200]);
+  });
+
   it('a client that closes abandons its request: the response sees close, destroyed', async () => {
     let res!: ProxyResponse;
     let closed = false;

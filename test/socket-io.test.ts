@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { SocketIO } from '../src/proxy/socket-io.js';
+import { held, now } from '../src/util/clock.js';
 import { makeCert, pem } from './helpers/certs.js';
 
 /**
@@ -299,6 +300,47 @@ describe('SocketIO', () => {
     expect(Buffer.concat(after).toString()).toBe('fourfive');
     client.resume();
     while (!Buffer.concat(after).toString().includes('six')) await new Promise((r) => setTimeout(r, 5));
+  });
+
+  for (const secure of [false, true]) {
+    it(`${secure ? 'stream' : 'direct'} path: everything one read sets off shares one clock reading; outside a read the clock is live`, async () => {
+      const { client, peer } = await pair(secure);
+      const seen: Array<[number, number, number]> = [];
+      new SocketIO(client, () => {
+        const first = now();
+        const until = Date.now() + 5;
+        while (Date.now() < until); // time passes within the read's callback
+        seen.push([first, now(), Date.now()]);
+      });
+      peer.write('x');
+      while (seen.length === 0) await new Promise((r) => setTimeout(r, 2));
+      const [first, second, wall] = seen[0];
+      expect(second).toBe(first);
+      expect(wall - first).toBeGreaterThanOrEqual(5);
+      // Outside any read: the clock is the wall clock, not the last read's.
+      const a = now();
+      await new Promise((r) => setTimeout(r, 5));
+      expect(now() - a).toBeGreaterThanOrEqual(4);
+    });
+  }
+
+  it('held: nested calls keep the outer reading, and a throw releases the clock', () => {
+    let inner = 0;
+    let outer = 0;
+    held(() => {
+      outer = now();
+      const until = Date.now() + 3;
+      while (Date.now() < until);
+      held(() => void (inner = now()), undefined);
+    }, undefined);
+    expect(inner).toBe(outer);
+    expect(() => held(() => {
+      throw new Error('boom');
+    }, undefined)).toThrow('boom');
+    const a = now();
+    const until = Date.now() + 3;
+    while (Date.now() < until);
+    expect(now()).toBeGreaterThan(a); // not stuck at the failed call's reading
   });
 
   it('detach hands the socket back to plain data events, reading again if it was paused', async () => {

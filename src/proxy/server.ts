@@ -9,6 +9,7 @@ import {
 import { fieldIs } from './headers.js';
 import { CRLF, chunkParts, closeLater, lastChunk } from './wire.js';
 import { SocketIO } from './socket-io.js';
+import { now as clockNow } from '../util/clock.js';
 
 /**
  * lb's HTTP/1.1 server side: client connections parsed by Node's llhttp binding directly, the
@@ -140,7 +141,7 @@ let dateSecond = -1;
 let dateLine = '';
 /** The Date header line (IMF-fixdate), formatted once a second. */
 function dateField(): string {
-  const now = Date.now();
+  const now = clockNow();
   const s = Math.floor(now / 1000);
   if (s !== dateSecond) {
     dateSecond = s;
@@ -377,15 +378,15 @@ class ClientConnection {
   constructor(server: HttpServer, socket: net.Socket) {
     this.#server = server;
     this.socket = socket;
-    this.headersStartedAt = Date.now();
+    this.headersStartedAt = clockNow();
     socket.setNoDelay(true);
     const p = (this.#parser = new HTTPParser());
     p.initialize(HTTPParser.REQUEST, {}, 0, 0); // Node's header size limit (16 KiB) → 431
-    p[kOnMessageBegin] = () => {
-      if (this.headersStartedAt === 0) this.headersStartedAt = Date.now();
-      this.idleSince = 0;
-      this.#midHead = true;
-    };
+    // A message's beginning is marked by #onData when a read comes between messages, and by
+    // llhttp's callback only for one that begins later in the same read (pipelined): that
+    // callback is set when a message completes and taken away before the next read is parsed,
+    // so a request in a read of its own costs no call from the parser into JavaScript for it.
+    p[kOnMessageBegin] = this.#begin;
     p[kOnHeaders] = (headers: string[], url: string) => {
       // After the head, fields are a chunked body's trailers: lb does not forward them, and they
       // must never become part of the next request's head.
@@ -458,13 +459,21 @@ class ClientConnection {
     return 0;
   };
 
+  /** A request head has begun: its deadline runs, the connection is no longer idle. */
+  #begin = (): void => {
+    if (this.headersStartedAt === 0) this.headersStartedAt = clockNow();
+    this.idleSince = 0;
+    this.#midHead = true;
+  };
+
   #onMessageComplete = (): void => {
+    this.#parser[kOnMessageBegin] = this.#begin; // whatever follows in this read begins a message
     const req = this.#parsing;
     this.#parsing = null;
     if (!req) return;
     req.complete = true;
     req.body?.push(null);
-    if (this.idle) this.idleSince = Date.now();
+    if (this.idle) this.idleSince = clockNow();
   };
 
   #dispatch(req: ProxyRequest): void {
@@ -502,11 +511,17 @@ class ClientConnection {
     }
     // Nothing more is taken while closing.
     if (this.#server.closing && this.idle) return this.close();
-    if (this.idle) this.idleSince = Date.now();
+    if (this.idle) this.idleSince = clockNow();
   }
 
   #onData = (chunk: Buffer): void => {
     let data = chunk;
+    // Between messages, bytes other than the empty lines llhttp skips before a request line
+    // begin one. After empty lines the callback stays: llhttp reports a message if one follows.
+    if (this.#parsing === null && !this.#midHead && chunk[0] !== 13 && chunk[0] !== 10) {
+      this.#begin();
+      this.#parser[kOnMessageBegin] = undefined;
+    }
     while (!this.#done) {
       const r = this.#parser.execute(data);
       if (r instanceof Error) return this.#parseError(r as ParseError);
@@ -529,7 +544,7 @@ class ClientConnection {
     this.#done = true;
     // Whatever answer goes out, the connection is closed after keepAliveTimeout at the latest,
     // even if the client never closes its side.
-    this.idleSince = Date.now();
+    this.idleSince = clockNow();
     // Bytes after a request that closes the connection (HTTP/1.0, Connection: close): ignored.
     if (err.code === 'HPE_CLOSED_CONNECTION') return;
     this.#abortBodies(err);
@@ -612,7 +627,7 @@ class ClientConnection {
     this.#done = true;
     if (!this.socket.writableEnded) this.socket.end();
     // A client that never answers our FIN is not waited for past the keep-alive time.
-    this.idleSince = this.idleSince || Date.now();
+    this.idleSince = this.idleSince || clockNow();
   }
 }
 
@@ -646,7 +661,7 @@ export class HttpServer {
   }
 
   #check = (): void => {
-    const now = Date.now();
+    const now = clockNow();
     const { headersTimeout, keepAliveTimeout } = this.options;
     for (const c of this.#connections) {
       // An answer still draining to a client that keeps reading is not idle time.

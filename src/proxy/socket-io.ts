@@ -1,6 +1,7 @@
 import type net from 'node:net';
 import tls from 'node:tls';
 import { getSystemErrorName } from 'node:util';
+import { held } from '../util/clock.js';
 
 /**
  * Reads and writes of one proxied socket, below net.Socket's stream machinery when it can be.
@@ -225,7 +226,7 @@ export class SocketIO {
   /** A read on the stream path (node:net restarts its own timer for these). */
   #onStreamData = (chunk: Buffer): void => {
     this.ticks++;
-    this.#onData(chunk);
+    held(this.#onData, chunk);
   };
 
   /** A direct read or write happened. */
@@ -249,11 +250,11 @@ export class SocketIO {
     if (this.#detached) return this.#handOver(h, own!, n); // only a socket reading into its own buffer still comes here
     this.#activity();
     if (own === null) {
-      this.#onData(Buffer.from(arrayBuffer, state[OFFSET], n));
+      held(this.#onData, Buffer.from(arrayBuffer, state[OFFSET], n));
       return undefined;
     }
     const before = retained;
-    this.#onData(own.subarray(0, n));
+    held(this.#onData, own.subarray(0, n));
     if (retained === before || this.#readMode === 'shared') return undefined;
     // A write kept bytes of this read (queued): the next read must not overwrite them.
     this.#readBuffer = own.length - n >= MIN_READ ? own.subarray(n) : Buffer.allocUnsafeSlow(READ_BUFFER);

@@ -6,6 +6,7 @@ import { fieldIs } from './headers.js';
 import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpParser } from './llhttp.js';
 import { CRLF, chunkParts, closeLater, lastChunk } from './wire.js';
 import { SocketIO } from './socket-io.js';
+import { now as clockNow } from '../util/clock.js';
 
 /**
  * The proxy's HTTP/1.1 client to one backend: keep-alive sockets parsed by Node's own llhttp
@@ -180,6 +181,9 @@ class Connection {
     if (ex.req.method === 'HEAD' || status === 204 || status === 304) return 1;
     if (length > 0) {
       this.#bodyLeft = length;
+      // llhttp reports the message complete right after a head it is told to stop at. With no
+      // function there, node's binding skips that call into JavaScript (#onData puts it back).
+      this.#parser[kOnMessageComplete] = undefined;
       return 2; // stop after the head: #onData passes the body through
     }
     return 0;
@@ -209,7 +213,9 @@ class Connection {
     let rest: Buffer | null = chunk;
     if (this.#bodyLeft > 0) rest = this.#takeBody(chunk);
     else {
-      const r = this.#parser.execute(chunk);
+      const p = this.#parser;
+      const r = p.execute(chunk);
+      if (p[kOnMessageComplete] === undefined) p[kOnMessageComplete] = this.#onMessageComplete;
       if (r instanceof Error) {
         this.#fail(new LbError('LB_BACKEND_PROTOCOL', `backend sent an invalid response: ${(r as { code?: string }).code ?? r.message}`, { cause: r }));
         return;
@@ -486,7 +492,7 @@ export class UpstreamPool {
 
   /** Close sockets idle past their keep-alive time (checked every 250 ms while any is idle). */
   #sweep = (): void => {
-    const now = Date.now();
+    const now = clockNow();
     for (const conn of [...this.#free]) if (now - conn.idleSince >= conn.idleMs) conn.destroy();
     if (this.#free.length === 0) {
       clearInterval(this.#sweeper);
@@ -534,7 +540,7 @@ export class UpstreamPool {
     if (this.#closed || conn.idleMs <= 0) return conn.destroy();
     // An idle socket must keep reading, or it would never notice the backend closing it.
     conn.io.resume();
-    conn.idleSince = Date.now();
+    conn.idleSince = clockNow();
     this.#free.push(conn);
     this.#sweeper ??= setInterval(this.#sweep, 250).unref();
   }

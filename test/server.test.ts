@@ -148,6 +148,31 @@ describe('lb HTTP server', () => {
     expect(statuses(text)).toEqual([200, 200]);
   });
 
+  it('bytes a client sends after lb ended the connection begin nothing: it is still closed at keepAliveTimeout', async () => {
+    const { port, server } = await serve(ok(), timing408, { headersTimeout: 300, keepAliveTimeout: 500 });
+    const sessions = [
+      'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', // lb closes after its answer
+      'GET / HTTP/1.0\r\n\r\n',
+      null, // a silent connection: 408 at headersTimeout
+    ];
+    await Promise.all(sessions.map(async (first) => {
+      // A client that keeps its side open and sends more after lb's FIN.
+      const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+      c.on('error', () => undefined);
+      let ended = false;
+      c.on('end', () => (ended = true));
+      c.resume();
+      await new Promise((r) => c.once('connect', r));
+      if (first) c.write(first);
+      for (let i = 0; i < 300 && !ended; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(ended).toBe(true);
+      c.write('GET /more HTTP/1.1\r\n');
+      cleanup.push(() => c.destroy());
+    }));
+    for (let i = 0; i < 300 && server.connections > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(server.connections).toBe(0);
+  });
+
   it('a client that closes abandons its request: the response sees close, destroyed', async () => {
     let res!: ProxyResponse;
     let closed = false;

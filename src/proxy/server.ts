@@ -518,7 +518,9 @@ class ClientConnection {
     let data = chunk;
     // Between messages, bytes other than the empty lines llhttp skips before a request line
     // begin one. After empty lines the callback stays: llhttp reports a message if one follows.
-    if (this.#parsing === null && !this.#midHead && chunk[0] !== 13 && chunk[0] !== 10) {
+    // Nothing begins on a connection lb has finished with (closing, or after an error answer):
+    // its bytes are not read, and it must stay idle so the keep-alive timer closes it.
+    if (!this.#done && this.#parsing === null && !this.#midHead && chunk[0] !== 13 && chunk[0] !== 10) {
       this.#begin();
       this.#parser[kOnMessageBegin] = undefined;
     }

@@ -141,9 +141,10 @@ describe('SessionTable', () => {
   });
 
   it.each([
-    { ids: 3000, slots: 1024 },
-    { ids: 40, slots: 8 }, // a small table: probe runs wrap around its end
-  ])('agrees with a plain Map through growth, re-pins, sweeps and forgotten backends ($ids ids)', async ({ ids: count, slots }) => {
+    { ids: 3000, slots: 1024, part: 1 },
+    { ids: 3000, slots: 1024, part: 0.15 }, // swept in parts (the table reaches 8,192 slots: 1,229 a call)
+    { ids: 40, slots: 8, part: 1 }, // a small table: probe runs wrap around its end
+  ])('agrees with a plain Map through growth, re-pins, sweeps and forgotten backends ($ids ids, sweeps of $part)', async ({ ids: count, slots, part }) => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const { randomBytes } = await import('node:crypto');
     let now = 0;
@@ -162,7 +163,9 @@ describe('SessionTable', () => {
       else model.set(id, { backend, exp });
       if (step % 1000 === 999) {
         now += 5_000;
-        t.sweep();
+        let calls = 1;
+        while (!t.sweep(part)) calls++; // a pass completed
+        if (part < 1 && t.slots >= 8192) expect(calls).toBeGreaterThan(1);
         for (const [k, v] of model) if (Math.ceil(v.exp / 1000) <= now / 1000) model.delete(k);
       }
       if (step === 7_000) {
@@ -221,6 +224,29 @@ describe('SessionTable', () => {
     t.sweep();
     expect([t.size, t.count('n1'), t.slots]).toEqual([10, 10, 1024]); // back to its initial size
     for (let i = 19_990; i < 20_000; i++) expect(t.isLive(ids.toString('base64url', i * 12, i * 12 + 12), 'n1')).toBe(true);
+  });
+
+  it('a sweep in parts looks at a bounded part of the table per call, goes on where it stopped, and shrinks the table when a pass ends', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    const { randomBytes } = await import('node:crypto');
+    let now = 0;
+    const t = new SessionTable(() => now);
+    const n = 200_000;
+    const bytes = randomBytes(12 * n);
+    const id = (i: number): string => bytes.toString('base64url', i * 12, i * 12 + 12);
+    for (let i = 0; i < n; i++) t.touch(id(i), i % 2 ? 'n1' : 'n2', i % 2000 === 0 ? 100_000 : 10_000);
+    expect([t.size, t.slots]).toEqual([n, 524_288]);
+    now = 50_000;
+    expect(t.sweep(1 / 20)).toBe(false);
+    const gone = n - t.size;
+    expect(gone).toBeGreaterThan(0);
+    expect(gone).toBeLessThanOrEqual(Math.ceil(524_288 / 20)); // every look counts: the work is bounded
+    let calls = 1;
+    while (!t.sweep(1 / 20)) calls++;
+    expect(calls).toBeGreaterThanOrEqual(20);
+    expect([t.size, t.count('n1') + t.count('n2'), t.slots]).toEqual([100, 100, 1024]); // the pass ended: shrunk
+    for (let i = 0; i < n; i += 2000) expect(t.isLive(id(i), i % 2 ? 'n1' : 'n2')).toBe(true);
+    expect(t.sweep(1 / 20)).toBe(true); // a table of 1,024 slots is swept whole in one call
   });
 
   it('stores the session being added when that insert grows the table (a WebSocket hold included)', async () => {

@@ -3,6 +3,8 @@ import { hashKey, hashKey2, hashBytes } from '../src/hash/hash.js';
 import { buildHash, movedShare, TABLE_PRIMES, type ConsistentHash, type HashMember } from '../src/hash/ring.js';
 import { pickBounded } from '../src/hash/bounded.js';
 import { RecentKeys } from '../src/hash/recent.js';
+import { HashAffinity } from '../src/affinity/hash.js';
+import type { Decision } from '../src/affinity/types.js';
 import { seeded } from './helpers/fakes.js';
 
 // ---- fixtures --------------------------------------------------------------------------------
@@ -390,5 +392,27 @@ describe('RecentKeys', () => {
     expect(rk.count('b0')).toBe(10);
     rk.forgetBackend('nope');
     expect(rk.size).toBe(20);
+  });
+});
+
+describe('HashAffinity housekeeping', () => {
+  it('swept in parts, a key held by a WebSocket is refreshed once per whole sweep and outlives maxIdle; released, it idles out', () => {
+    let now = 0;
+    const a = new HashAffinity({ config: { key: 'header:x-user', memory: 1000, maxIdle: 10_000 }, now: () => now });
+    const held = { lookup: { kind: 'none', hashKey: 'k-held' }, backend: { id: 'n1' } } as unknown as Decision;
+    const release = a.hold(held);
+    a.sweep(1 / 20); // the first call refreshes: the key is recorded
+    expect(a.liveSessions('n1')).toBe(1);
+    for (let i = 0; i < 300; i++) { // 30 s in twentieths of a sweep every 100 ms: a whole sweep every 2 s
+      now += 100;
+      a.sweep(1 / 20);
+    }
+    expect(a.liveSessions('n1')).toBe(1); // three maxIdles later, still there
+    release();
+    for (let i = 0; i < 120; i++) {
+      now += 100;
+      a.sweep(1 / 20);
+    }
+    expect(a.liveSessions('n1')).toBe(0);
   });
 });

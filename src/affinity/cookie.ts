@@ -161,8 +161,8 @@ export class CookieAffinity implements Affinity {
     this.#sessions.forgetBackend(backendId);
   }
 
-  sweep(): void {
-    this.#sessions.sweep();
+  sweep(part = 1): void {
+    this.#sessions.sweep(part);
   }
 
   #tokenMap(view: PoolView, keyId: string): Map<string, string> {

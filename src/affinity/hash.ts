@@ -144,9 +144,16 @@ export class HashAffinity implements Affinity {
     for (const [k, h] of this.#held) if (h.backend === backendId) this.#held.delete(k);
   }
 
-  sweep(): void {
-    for (const [k, h] of this.#held) this.#recent.touch(k, h.backend);
-    this.#recent.sweep();
+  /** Parts of a sweep since the held keys were last refreshed (they are, once per whole sweep). */
+  #swept = 1;
+
+  sweep(part = 1): void {
+    this.#swept += part;
+    if (this.#swept >= 1) {
+      this.#swept = 0;
+      for (const [k, h] of this.#held) this.#recent.touch(k, h.backend);
+    }
+    this.#recent.sweep(); // cheap whatever the part: it stops at the first key still live
   }
 
   /** Admin `plan`: the share of keys whose owner changes if the pool became `next`. */

@@ -24,6 +24,8 @@ const EVICTION_SAMPLE = 8;
  * session scanning the whole table.
  */
 const EVICTION_SCAN = 1024;
+/** Slots a partial sweep looks at, at least: a table of the initial size is swept whole. */
+const SWEEP_MIN = 1024;
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const SEXTET = new Int8Array(128).fill(-1);
@@ -96,6 +98,8 @@ export class SessionTable {
   readonly #epoch: number;
   /** Where the next eviction sample starts (moves on, so every region gets its turn). */
   #cursor = 0;
+  /** Where the next partial sweep goes on from (0: a new pass over the table). */
+  #sweepAt = 0;
   /**
    * Bumped whenever an entry may have left the table or lowered its expiry (removal, eviction,
    * sweep, re-pin, a hold released, a backend index taken over). Between two equal readings,
@@ -237,6 +241,7 @@ export class SessionTable {
     this.#who = new Uint16Array(slots);
     this.#size = 0;
     this.#cursor = 0;
+    this.#sweepAt = 0;
     for (let i = 0; i < this.#counts.length; i++) this.#counts[i] = 0;
     for (let i = 0; i < old; i++) {
       if (who[i] !== EMPTY) this.#insert(keys[i * 3], keys[i * 3 + 1], keys[i * 3 + 2], who[i], exp[i]);
@@ -362,15 +367,37 @@ export class SessionTable {
   }
 
   /**
-   * Drop expired entries. O(slots); run on a timer, not per request. Once a flood has expired,
-   * the table shrinks back (to a quarter full at most), so its memory is returned.
+   * Drop expired entries from `part` of the table (at least SWEEP_MIN slots), going on from
+   * where the last call stopped; `part` 1 sweeps the whole table now. Run on timers, not per
+   * request, in parts so that no call stalls the event loop: a whole sweep of a table at its
+   * cap (2^21 slots) took ~25 ms. When a call completes a pass over the table, the table
+   * shrinks if a flood has expired (to a quarter full at most), so its memory is returned.
+   * True when this call completed a pass.
    */
-  sweep(): void {
+  sweep(part = 1): boolean {
     const now = this.#nowSec();
-    this.#dropWhere((i) => this.#exp[i] <= now);
+    if (part >= 1) {
+      this.#dropWhere((i) => this.#exp[i] <= now);
+      this.#sweepAt = 0;
+    } else {
+      // Every look counts, a second look after a removal included (a later entry may have
+      // shifted into the freed slot): the work per call is bounded, not just the slots passed.
+      const budget = Math.max(SWEEP_MIN, Math.ceil((this.#mask + 1) * part));
+      let i = this.#sweepAt;
+      for (let n = 0; n < budget; n++) {
+        if (this.#who[i] !== EMPTY && this.#exp[i] <= now) this.#remove(i);
+        else if (++i > this.#mask) break;
+      }
+      if (i <= this.#mask) {
+        this.#sweepAt = i;
+        return false;
+      }
+      this.#sweepAt = 0;
+    }
     let slots = this.#mask + 1;
     while (slots > this.#minSlots && this.#size * 8 < slots) slots /= 2;
     if (slots < this.#mask + 1) this.#rehash(slots);
+    return true;
   }
 
   /** Remove every entry `drop` picks. A slot is looked at again after a removal (a later entry may have shifted into it). */

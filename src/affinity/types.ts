@@ -66,8 +66,11 @@ export interface Affinity {
   liveSessions(backendId: string): number;
   /** Forget the sessions of a backend (its drain deadline passed, or it was removed). */
   forgetBackend(backendId: string): void;
-  /** Periodic housekeeping (expired sessions). */
-  sweep(): void;
+  /**
+   * Periodic housekeeping (expired sessions): `part` of it per call, so that a large table is
+   * swept over several calls without stalling requests (1, the default: all of it now).
+   */
+  sweep(part?: number): void;
   /** Cluster primary: a session (or hash key) a worker saw, so counts cover every worker. */
   remember?(id: string, backendId: string, expiresAt: number): void;
   /** Cluster worker: sessions kept alive by open WebSockets here (re-announced while held). */

@@ -84,7 +84,8 @@ export class Balancer {
     return fleet === undefined ? local : Math.max(local, fleet);
   }
 
-  sweep(): void {
-    for (const p of this.#pools.values()) p.affinity.sweep();
+  /** Expired sessions out of every pool's affinity: `part` of each table per call (see Affinity.sweep). */
+  sweep(part = 1): void {
+    for (const p of this.#pools.values()) p.affinity.sweep(part);
   }
 }

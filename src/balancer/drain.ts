@@ -60,9 +60,11 @@ export class DrainMonitor extends EventEmitter<{ deadline: [Backend]; drained: [
   /** One pass over draining backends; also called by tests and after admin changes. */
   tick(): void {
     const now = this.#now();
-    // Progress is counted in live sessions: while something drains, expire idle ones every tick
-    // (not only on the 5 s housekeeping timer) so the count goes down as users leave.
-    if (this.#registry.all().some((b) => b.adminState === 'draining')) this.#balancer.sweep();
+    // Progress is counted in live sessions: while something drains, sweep a tenth of the tables
+    // every tick besides the housekeeping timer's parts, so the count goes down as users leave
+    // (a table of up to 1,024 slots is swept whole). A whole sweep per tick of a table at its
+    // cap would stall requests for ~25 ms twice a second.
+    if (this.#registry.all().some((b) => b.adminState === 'draining')) this.#balancer.sweep(0.1);
     for (const b of this.#registry.all()) {
       if (b.adminState !== 'draining') {
         this.#tracks.delete(b.id);

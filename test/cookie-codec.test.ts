@@ -226,6 +226,22 @@ describe('SessionTable', () => {
     for (let i = 19_990; i < 20_000; i++) expect(t.isLive(ids.toString('base64url', i * 12, i * 12 + 12), 'n1')).toBe(true);
   });
 
+  it('held() lists exactly the sessions open WebSockets hold, through re-pins, releases, forgotten backends and growth', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    const now = 0;
+    const t = new SessionTable(() => now);
+    const releases = [1, 2, 3, 4].map((i) => t.hold(sid(i), `n${i}`, 1000));
+    t.hold(sid(1), 'n1', 1000); // a second holder of the same session
+    for (let i = 100; i < 3000; i++) t.touch(sid(i), 'n9', 60_000); // the table grows twice meanwhile
+    const sorted = (x: Array<[string, string]>): string[] => x.map(([id, b]) => `${id}@${b}`).sort();
+    expect(sorted(t.held())).toEqual(sorted([[sid(1), 'n1'], [sid(2), 'n2'], [sid(3), 'n3'], [sid(4), 'n4']]));
+    t.touch(sid(2), 'n5', 60_000); // re-pinned: no longer held
+    t.forgetBackend('n3');
+    releases[3](); // the only holder of 4 lets go
+    releases[0](); // one of two holders of 1: still held
+    expect(t.held()).toEqual([[sid(1), 'n1']]);
+  });
+
   it('a sweep in parts looks at a bounded part of the table per call, goes on where it stopped, and shrinks the table when a pass ends', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const { randomBytes } = await import('node:crypto');

@@ -324,11 +324,16 @@ export class SessionTable {
     };
   }
 
-  /** Sessions held by open WebSockets: [session id, backend]. */
+  /**
+   * Sessions held by open WebSockets: [session id, backend]. From the holds, not a scan of the
+   * table: a cluster worker asks four times a second, and a table at its cap has 2^21 slots.
+   */
   held(): Array<[string, string]> {
     const out: Array<[string, string]> = [];
-    for (let i = 0; i <= this.#mask; i++) {
-      if (this.#who[i] !== EMPTY && this.#exp[i] === HELD) out.push([this.#encode(i), this.#ids[this.#who[i]]!]);
+    for (const id of this.#holds.keys()) {
+      if (!decode(id)) continue;
+      const slot = this.#find();
+      if (slot !== -1 && this.#exp[slot] === HELD) out.push([id, this.#ids[this.#who[slot]]!]);
     }
     return out;
   }

@@ -203,8 +203,9 @@ export class App {
       await app.stop(0).catch(() => undefined);
       throw err;
     }
-    // Expired sessions out: a twentieth of each table every 250 ms, a whole pass every 5 s. One
-    // call per 5 s over a table at its cap (a million sessions) stalled requests for ~25 ms.
+    // Expired sessions out: a twentieth of each table every 250 ms, a pass about every 5 s (longer
+    // while many expire: a removal counts as a look). One call every 5 s over a table at its cap
+    // (a million sessions) stalled requests for ~25 ms.
     const sweep = setInterval(() => app.balancer.sweep(SWEEP_PART), SWEEP_EVERY_MS);
     sweep.unref();
     app.#undo.push(() => clearInterval(sweep));

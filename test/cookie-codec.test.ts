@@ -263,6 +263,13 @@ describe('SessionTable', () => {
     expect([t.size, t.count('n1') + t.count('n2'), t.slots]).toEqual([100, 100, 1024]); // the pass ended: shrunk
     for (let i = 0; i < n; i += 2000) expect(t.isLive(id(i), i % 2 ? 'n1' : 'n2')).toBe(true);
     expect(t.sweep(1 / 20)).toBe(true); // a table of 1,024 slots is swept whole in one call
+    // …expired entries included (each removal is a look: a budget of 1,024 looks would stop short).
+    for (let i = 0; i < 400; i++) t.touch(id(n - 1 - i), 'n3', 60_000);
+    expect(t.slots).toBe(1024);
+    now = 70_000;
+    expect(t.sweep(0.1)).toBe(true);
+    expect([t.count('n3'), t.size]).toEqual([0, 100]);
+    expect(t.sweep(Number.NaN)).toBe(true); // not a part: swept whole
   });
 
   it('stores the session being added when that insert grows the table (a WebSocket hold included)', async () => {

@@ -149,7 +149,7 @@ export class HashAffinity implements Affinity {
 
   sweep(part = 1): void {
     this.#swept += part;
-    if (this.#swept >= 1) {
+    if (this.#swept >= 1 - 1e-9) { // ten parts of 0.1 add up to 0.9999…
       this.#swept = 0;
       for (const [k, h] of this.#held) this.#recent.touch(k, h.backend);
     }

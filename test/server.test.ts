@@ -187,6 +187,24 @@ describe('lb HTTP server', () => {
     expect(res.destroyed).toBe(true);
   });
 
+  it('a client that closes mid-upload: the body is aborted with an error saying so', async () => {
+    const seen: string[] = [];
+    await new Promise<void>((done) => {
+      void serve((req) => {
+        req.body!.on('aborted', () => seen.push('aborted'));
+        req.body!.on('error', (e: Error) => {
+          seen.push(e.message);
+          done();
+        });
+        req.body!.resume();
+      }).then(({ port }) => {
+        const c = net.connect(port, '127.0.0.1', () => c.end('POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789'));
+        c.on('error', () => undefined);
+      });
+    });
+    expect(seen).toEqual(['aborted', 'client closed the connection']);
+  });
+
   it('hands an upgrade over with the bytes after its head; one behind another request is refused', async () => {
     let got = '';
     const { port } = await serve((req, res) => void (req.url !== '/slow' && ok()(req, res)), {

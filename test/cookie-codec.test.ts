@@ -242,6 +242,23 @@ describe('SessionTable', () => {
     expect(t.held()).toEqual([[sid(1), 'n1']]);
   });
 
+  it("an old WebSocket's release does not end a hold taken after its session moved away and came back", async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    let now = 0;
+    const t = new SessionTable(() => now);
+    const s = sid(7);
+    const first = t.hold(s, 'A', 1000);
+    t.touch(s, 'B', 60_000); // re-pinned: the first WebSocket's hold is dropped
+    const second = t.hold(s, 'A', 1000); // back on A, held by a new WebSocket
+    first(); // the old one closes
+    expect(t.held()).toEqual([[s, 'A']]);
+    now += 120_000;
+    expect(t.isLive(s, 'A')).toBe(true);
+    second();
+    now += 2_000;
+    expect([t.isLive(s, 'A'), t.held()]).toEqual([false, []]);
+  });
+
   it('a sweep in parts looks at a bounded part of the table per call, goes on where it stopped, and shrinks the table when a pass ends', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const { randomBytes } = await import('node:crypto');

@@ -93,7 +93,7 @@ export class SessionTable {
   /** Indices forgetBackend gave back. */
   readonly #free: number[] = [];
   /** Session id → number of holders (open WebSockets); such entries have expiry HELD. */
-  readonly #holds = new Map<string, number>();
+  readonly #holds = new Map<string, { n: number }>();
   readonly #now: () => number;
   readonly #epoch: number;
   /** Where the next eviction sample starts (moves on, so every region gets its turn). */
@@ -308,16 +308,20 @@ export class SessionTable {
   hold(sessionId: string, backend: string, idleMs: number): () => void {
     // Not an id lb minted, or no backend index left: nothing kept, nothing to release.
     if (!this.touch(sessionId, backend, Infinity)) return () => undefined;
-    this.#holds.set(sessionId, (this.#holds.get(sessionId) ?? 0) + 1);
+    // The release belongs to this record of holders: a re-pin or a forgotten backend drops the
+    // record, and a hold taken after that (the session back on this backend) starts a new one
+    // that an older WebSocket's release must not end.
+    let holders = this.#holds.get(sessionId);
+    if (holders === undefined) this.#holds.set(sessionId, (holders = { n: 0 }));
+    holders.n++;
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      if (!decode(sessionId)) return;
+      if (this.#holds.get(sessionId) !== holders || !decode(sessionId)) return;
       const slot = this.#find();
       if (slot === -1 || this.#ids[this.#who[slot]] !== backend) return;
-      const n = (this.#holds.get(sessionId) ?? 1) - 1;
-      if (n > 0) return void this.#holds.set(sessionId, n);
+      if (--holders.n > 0) return;
       this.#holds.delete(sessionId);
       this.#exp[slot] = this.#sec(this.#now() + idleMs);
       this.#generation++;

@@ -386,24 +386,21 @@ export class SessionTable {
    */
   sweep(part = 1): boolean {
     const now = this.#nowSec();
-    if (!(part < 1) || this.#mask < SWEEP_MIN) {
-      this.#dropWhere((i) => this.#exp[i] <= now);
-      this.#sweepAt = 0;
-    } else {
-      // Every look counts, a second look after a removal included (a later entry may have
-      // shifted into the freed slot): the work per call is bounded, not just the slots passed.
-      const budget = Math.max(SWEEP_MIN, Math.ceil((this.#mask + 1) * part));
-      let i = this.#sweepAt;
-      for (let n = 0; n < budget; n++) {
-        if (this.#who[i] !== EMPTY && this.#exp[i] <= now) this.#remove(i);
-        else if (++i > this.#mask) break;
-      }
-      if (i <= this.#mask) {
-        this.#sweepAt = i;
-        return false;
-      }
-      this.#sweepAt = 0;
+    // A whole sweep is one call with no budget from the first slot. Otherwise every look counts,
+    // a second look after a removal included (a later entry may have shifted into the freed
+    // slot): the work per call is bounded, not just the slots passed.
+    const whole = !(part < 1) || this.#mask < SWEEP_MIN;
+    const budget = whole ? Infinity : Math.max(SWEEP_MIN, Math.ceil((this.#mask + 1) * part));
+    let i = whole ? 0 : this.#sweepAt;
+    for (let n = 0; n < budget; n++) {
+      if (this.#who[i] !== EMPTY && this.#exp[i] <= now) this.#remove(i);
+      else if (++i > this.#mask) break;
     }
+    if (i <= this.#mask) {
+      this.#sweepAt = i;
+      return false;
+    }
+    this.#sweepAt = 0;
     let slots = this.#mask + 1;
     while (slots > this.#minSlots && this.#size * 8 < slots) slots /= 2;
     if (slots < this.#mask + 1) this.#rehash(slots);

@@ -90,9 +90,14 @@ async function measureTogether(vs: Variant[], dir: string, bports: number[], tag
     await Promise.all(ts.map((t, i) => runWrk(urls[i], 2, t.script))); // warm-up
     const cpu = (t: Target): number => t.pids().reduce((a, pid) => a + cpuUs(pid), 0);
     const before = ts.map(cpu);
-    const ws = (await Promise.all(ts.map((t, i) => runWrk(urls[i], seconds, t.script)))).map(parseWrk);
+    const outs = await Promise.all(ts.map((t, i) => runWrk(urls[i], seconds, t.script)));
     const after = ts.map(cpu);
-    for (const [i, w] of ws.entries()) if (w.errors) console.error(`${vs[i].label}: ${w.errors} errors`);
+    const ws = outs.map(parseWrk);
+    for (const [i, w] of ws.entries()) {
+      if (w.errors) console.error(`${vs[i].label}: ${w.errors} errors`);
+      // The round counts as missing (NaN, left out of the median); say why.
+      if (!(w.requests > 0)) console.error(`${vs[i].label}: no request count in wrk's output:\n${outs[i].trim().split('\n').slice(-6).join('\n')}`);
+    }
     return ws.map((w, i) => (after[i] - before[i]) / w.requests);
   } finally {
     killTree(ts.flatMap((t) => t.pids()));

@@ -402,6 +402,11 @@ describe('HmacSha256', () => {
     expect(() => new HmacSha256('k', 33).digestInto(buf, 33, Buffer.alloc(64), 0, 33)).toThrow(RangeError); // over 32
     expect(buf.subarray(33).equals(createHmac('sha256', 'k').update(buf.subarray(0, 33)).digest().subarray(0, 16))).toBe(true);
   });
+
+  it('uses the compression its generator writes (src/util/sha256-compress.ts is not edited by hand)', async () => {
+    const { execFileSync } = await import('node:child_process');
+    expect(() => execFileSync(process.execPath, ['scripts/gen-sha256-compress.mjs', '--check'], { stdio: 'pipe' })).not.toThrow();
+  });
 });
 
 describe('CookieAffinity: a returning client', () => {
@@ -517,7 +522,12 @@ describe('serializeSetCookie', () => {
   it('new sessions get ids that are all different (random bytes from the pool, each handed out once)', () => {
     const codec = new CookieCodec(['s3cret']);
     const ids = new Set<string>();
-    for (let i = 0; i < 5000; i++) ids.add(codec.mint('n1', Date.now()).sessionId);
+    for (let i = 0; i < 5000; i++) {
+      const { value, sessionId } = codec.mint('n1', Date.now());
+      // The id is encoded in JavaScript, apart from the cookie: the same characters as Buffer's base64url of those bytes.
+      if (sessionId !== Buffer.from(value, 'base64url').toString('base64url', 13, 25)) expect(sessionId).toBe(Buffer.from(value, 'base64url').toString('base64url', 13, 25));
+      ids.add(sessionId);
+    }
     expect(ids.size).toBe(5000);
   });
 });

@@ -7,8 +7,9 @@ import { compress } from './sha256-compress.js';
  * is then two SHA-256 block compressions. Node's crypto cannot start a hash from a saved state,
  * so the compression is here, in JavaScript (sha256-compress.ts). Under a flood of new sessions
  * (one cookie signed per request) the two one-shot `crypto.hash` calls this replaces cost ~6 µs
- * per cookie in lb's request path, most of it call overhead; this costs ~0.9 µs. Constant time:
- * no branch or table index depends on the key or message. Same output as
+ * per cookie in lb's request path, most of it call overhead; this costs ~0.9 µs, two
+ * compressions of ~440 ns. The inner digest goes to the outer block as words, never as bytes.
+ * Constant time: no branch or table index depends on the key or message. Same output as
  * `createHmac('sha256', key)` (tested on random keys and messages).
  */
 const IV = new Int32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
@@ -18,29 +19,28 @@ export class HmacSha256 {
   readonly #innerStart: Int32Array;
   readonly #outerStart: Int32Array;
   readonly #state = new Int32Array(8);
-  /** Padded tail blocks: the message's last bytes (inner), the inner digest (outer). */
-  readonly #block: Uint8Array;
-  readonly #outerBlock = new Uint8Array(64);
+  /** The block being compressed, as 16 big-endian words. */
+  readonly #w = new Int32Array(16);
+  /** The outer block: the inner digest (words 0..7), then the padding of a 64 + 32-byte message, which never changes. */
+  readonly #outer = new Int32Array(16);
   readonly #max: number;
 
   constructor(secret: string | Buffer, maxMessage: number) {
     let key = Buffer.from(secret);
     if (key.length > 64) key = createHash('sha256').update(key).digest(); // RFC 2104 §2: hash long keys
     this.#max = maxMessage;
-    this.#block = new Uint8Array(Math.ceil((maxMessage + 9) / 64) * 64);
-    const pad = new Uint8Array(64);
+    const pad = Buffer.alloc(64);
     const start = (x: number): Int32Array => {
       for (let i = 0; i < 64; i++) pad[i] = (i < key.length ? key[i] : 0) ^ x;
+      for (let i = 0; i < 16; i++) this.#w[i] = pad.readInt32BE(i * 4);
       const s = new Int32Array(8);
-      compress(IV, pad, 0, s);
+      compress(IV, this.#w, s);
       return s;
     };
     this.#innerStart = start(0x36);
     this.#outerStart = start(0x5c);
-    // The outer message is always 64 + 32 bytes: its padding never changes.
-    this.#outerBlock[32] = 0x80;
-    this.#outerBlock[62] = (96 * 8) >>> 8;
-    this.#outerBlock[63] = (96 * 8) & 0xff;
+    this.#outer[8] = 0x80000000 | 0;
+    this.#outer[15] = 96 * 8;
   }
 
   /** The 32-byte MAC of `msg` (at most `maxMessage` bytes). A fresh buffer. */
@@ -58,30 +58,31 @@ export class HmacSha256 {
     if (!(n >= 0 && n <= this.#max && n <= msg.length && Number.isInteger(n))) throw new RangeError(`message length ${n}: 0 to ${this.#max} bytes, within the buffer`);
     if (!(outLength >= 0 && outLength <= 32 && at >= 0 && at + outLength <= out.length)) throw new RangeError('output out of range (at most 32 bytes, within the buffer)');
     const s = this.#state;
-    // Inner: H((K ⊕ ipad) ‖ msg), the key block already compressed. Padding: 0x80, zeros, and the
-    // length in bits in the last 4 bytes (the 4 before them stay zero: the length is < 2^32).
-    const block = this.#block;
+    const w = this.#w;
+    // Inner: H((K ⊕ ipad) ‖ msg), the key block already compressed. The message is padded with
+    // 0x80, zeros, and its length in bits in the last word (the word before it stays zero: the
+    // length is < 2^32). Which bytes are message or padding depends only on the length.
     const end = Math.ceil((n + 9) / 64) * 64;
-    for (let i = 0; i < n; i++) block[i] = msg[i];
-    block[n] = 0x80;
-    for (let i = n + 1; i < end - 4; i++) block[i] = 0;
-    const bits = (64 + n) * 8;
-    block[end - 4] = bits >>> 24;
-    block[end - 3] = (bits >>> 16) & 0xff;
-    block[end - 2] = (bits >>> 8) & 0xff;
-    block[end - 1] = bits & 0xff;
-    compress(this.#innerStart, block, 0, s);
-    for (let off = 64; off < end; off += 64) compress(s, block, off, s);
-    // Outer: H((K ⊕ opad) ‖ inner).
-    const ob = this.#outerBlock;
-    for (let i = 0; i < 8; i++) {
-      const v = s[i];
-      ob[i * 4] = v >>> 24;
-      ob[i * 4 + 1] = (v >>> 16) & 0xff;
-      ob[i * 4 + 2] = (v >>> 8) & 0xff;
-      ob[i * 4 + 3] = v & 0xff;
+    let from = this.#innerStart;
+    for (let off = 0; off < end; off += 64) {
+      for (let i = 0; i < 16; i++) {
+        const p = off + i * 4;
+        if (p + 4 <= n) w[i] = (msg[p] << 24) | (msg[p + 1] << 16) | (msg[p + 2] << 8) | msg[p + 3];
+        else if (p > n) w[i] = 0;
+        else {
+          let v = 0;
+          for (let j = p; j < p + 4; j++) v = (v << 8) | (j < n ? msg[j] : j === n ? 0x80 : 0);
+          w[i] = v;
+        }
+      }
+      if (off + 64 === end) w[15] = (64 + n) * 8;
+      compress(from, w, s);
+      from = s;
     }
-    compress(this.#outerStart, ob, 0, s);
+    // Outer: H((K ⊕ opad) ‖ inner), the inner digest's words straight into the outer block.
+    const outer = this.#outer;
+    for (let i = 0; i < 8; i++) outer[i] = s[i];
+    compress(this.#outerStart, outer, s);
     for (let i = 0; i < outLength; i++) out[at + i] = s[i >> 2] >>> (24 - 8 * (i & 3));
   }
 }

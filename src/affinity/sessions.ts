@@ -81,7 +81,11 @@ export class SessionTable {
   #mask: number;
   /** Three words of session id per slot (a slot is 12 + 4 + 2 = 18 bytes across the three arrays). */
   #keys: Int32Array;
-  /** Expiry per slot, seconds since #epoch; HELD for sessions an open WebSocket keeps. */
+  /**
+   * Expiry per slot, seconds since #epoch; HELD for sessions an open WebSocket keeps, and for
+   * free slots, so that a sweep's one test per slot (expired?) is almost never true: ~2x faster
+   * than testing `who` first, a branch taken at random at half load.
+   */
   #exp: Int32Array;
   /** Backend index per slot (1-based); EMPTY for a free slot. */
   #who: Uint16Array;
@@ -125,7 +129,7 @@ export class SessionTable {
     this.#minSlots = slots;
     this.#mask = slots - 1;
     this.#keys = new Int32Array(slots * 3);
-    this.#exp = new Int32Array(slots);
+    this.#exp = new Int32Array(slots).fill(HELD);
     this.#who = new Uint16Array(slots);
   }
 
@@ -218,6 +222,7 @@ export class SessionTable {
       hole = j;
     }
     who[hole] = EMPTY;
+    exp[hole] = HELD;
   }
 
   /**
@@ -237,7 +242,7 @@ export class SessionTable {
     const old = this.#mask + 1;
     this.#mask = slots - 1;
     this.#keys = new Int32Array(slots * 3);
-    this.#exp = new Int32Array(slots);
+    this.#exp = new Int32Array(slots).fill(HELD);
     this.#who = new Uint16Array(slots);
     this.#size = 0;
     this.#cursor = 0;
@@ -392,11 +397,15 @@ export class SessionTable {
     const whole = !(part < 1) || this.#mask < SWEEP_MIN;
     const budget = whole ? Infinity : Math.max(SWEEP_MIN, Math.ceil((this.#mask + 1) * part));
     let i = whole ? 0 : this.#sweepAt;
+    // In locals: #remove shifts entries within these arrays, never replaces them.
+    const who = this.#who;
+    const exp = this.#exp;
+    const mask = this.#mask;
     for (let n = 0; n < budget; n++) {
-      if (this.#who[i] !== EMPTY && this.#exp[i] <= now) this.#remove(i);
-      else if (++i > this.#mask) break;
+      if (exp[i] <= now && who[i] !== EMPTY) this.#remove(i);
+      else if (++i > mask) break;
     }
-    if (i <= this.#mask) {
+    if (i <= mask) {
       this.#sweepAt = i;
       return false;
     }

@@ -95,10 +95,10 @@ async function measureTogether(vs: Variant[], dir: string, bports: number[], tag
     const ws = outs.map(parseWrk);
     for (const [i, w] of ws.entries()) {
       if (w.errors) console.error(`${vs[i].label}: ${w.errors} errors`);
-      // The round counts as missing (NaN, left out of the median); say why.
-      if (!(w.requests > 0)) console.error(`${vs[i].label}: no request count in wrk's output:\n${outs[i].trim().split('\n').slice(-6).join('\n')}`);
+      // The round counts as missing (NaN: left out of the medians, and of the paired ratio); say why.
+      if (!(w.requests > 0)) console.error(`${vs[i].label}: no requests counted in wrk's output:\n${outs[i].trim().split('\n').slice(-6).join('\n')}`);
     }
-    return ws.map((w, i) => (after[i] - before[i]) / w.requests);
+    return ws.map((w, i) => (w.requests > 0 ? (after[i] - before[i]) / w.requests : NaN));
   } finally {
     killTree(ts.flatMap((t) => t.pids()));
   }

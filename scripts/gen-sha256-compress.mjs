@@ -6,9 +6,9 @@
  * it to straight-line code on registers: no array index, loop branch or moves per round.
  *
  *   node scripts/gen-sha256-compress.mjs        # rewrite the file
- *   node scripts/gen-sha256-compress.mjs --check # exit 1 if the file differs (a test runs this)
+ *   node scripts/gen-sha256-compress.mjs --check # exit 1 if the file differs (a test compares the same)
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const K = [
@@ -60,7 +60,8 @@ export function generate() {
 
 export const target = fileURLToPath(new URL('../src/util/sha256-compress.ts', import.meta.url));
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
+// Run as a script (also through a symlink), not imported by the test.
+if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const text = generate();
   if (process.argv.includes('--check')) {
     if (readFileSync(target, 'utf8') !== text) {

@@ -25,7 +25,9 @@ export class HmacSha256 {
   readonly #outer = new Int32Array(16);
   readonly #max: number;
 
+  /** `maxMessage`: the longest message signed, in bytes (under 2^29 - 64: the padding holds the length in bits in 32 bits). */
   constructor(secret: string | Buffer, maxMessage: number) {
+    if (!(Number.isInteger(maxMessage) && maxMessage >= 0 && maxMessage < 2 ** 29 - 64)) throw new RangeError(`maxMessage ${maxMessage}: a whole number of bytes under 2^29 - 64`);
     let key = Buffer.from(secret);
     if (key.length > 64) key = createHash('sha256').update(key).digest(); // RFC 2104 §2: hash long keys
     this.#max = maxMessage;

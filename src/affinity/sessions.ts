@@ -83,8 +83,9 @@ export class SessionTable {
   #keys: Int32Array;
   /**
    * Expiry per slot, seconds since #epoch; HELD for sessions an open WebSocket keeps, and for
-   * free slots, so that a sweep's one test per slot (expired?) is almost never true: ~2x faster
-   * than testing `who` first, a branch taken at random at half load.
+   * free slots, so that a sweep's one test per slot (expired?) is almost never true. Testing
+   * `who` first was a branch taken at random at half load: a pass at the cap went from 12 to 9 ns
+   * a slot.
    */
   #exp: Int32Array;
   /** Backend index per slot (1-based); EMPTY for a free slot. */

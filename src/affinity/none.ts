@@ -16,5 +16,5 @@ export class NoAffinity implements Affinity {
     return 0;
   }
   forgetBackend(): void {}
-  sweep(_part?: number): void {}
+  sweep(): void {}
 }

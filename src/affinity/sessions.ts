@@ -1,3 +1,5 @@
+import { BASE64URL_ALPHABET as ALPHABET } from '../util/base64url.js';
+
 /**
  * Live sessions per backend: distinct session ids whose affinity is still valid. Each entry
  * expires when its cookie would: the count reaching zero means no client can come back with a
@@ -27,7 +29,6 @@ const EVICTION_SCAN = 1024;
 /** Slots a partial sweep looks at, at least: a table of the initial size is swept whole. */
 const SWEEP_MIN = 1024;
 
-const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const SEXTET = new Int8Array(128).fill(-1);
 for (let i = 0; i < 64; i++) SEXTET[ALPHABET.charCodeAt(i)] = i;
 

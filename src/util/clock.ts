@@ -5,7 +5,7 @@
  * fraction of a millisecond, so it can share one reading. `Date.now()` is a call into V8's
  * runtime and a new heap number, ~70 ns; a proxied request asked for the time seven times.
  *
- * `held(fn, a, b)` runs `fn` with the clock read once for everything it calls; `now()` is that
+ * `held(fn, a)` runs `fn(a)` with the clock read once for everything it calls; `now()` is that
  * reading inside, and `Date.now()` anywhere else (timers, the admin API, tests' own code).
  */
 let reading = 0;

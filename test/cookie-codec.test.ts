@@ -144,7 +144,7 @@ describe('SessionTable', () => {
     { ids: 3000, slots: 1024, part: 1 },
     { ids: 3000, slots: 1024, part: 0.15 }, // swept in parts (the table reaches 8,192 slots: 1,229 a call)
     { ids: 40, slots: 8, part: 1 }, // a small table: probe runs wrap around its end
-  ])('agrees with a plain Map through growth, re-pins, sweeps and forgotten backends ($ids ids, sweeps of $part)', async ({ ids: count, slots, part }) => {
+  ])('agrees with a plain Map through adds, touches, growth, re-pins, sweeps and forgotten backends ($ids ids, sweeps of $part)', async ({ ids: count, slots, part }) => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const { randomBytes } = await import('node:crypto');
     let now = 0;
@@ -157,7 +157,9 @@ describe('SessionTable', () => {
       const id = ids[rand(ids.length)];
       const backend = `n${rand(4)}`;
       const exp = now + 1000 * (1 + rand(60));
-      t.touch(id, backend, exp);
+      // add (a new session's fast path) must behave as touch for an id the table already has.
+      if (rand(3) === 0) t.add(id, backend, exp);
+      else t.touch(id, backend, exp);
       const m = model.get(id);
       if (m && m.backend === backend) m.exp = Math.max(m.exp, exp);
       else model.set(id, { backend, exp });
@@ -372,7 +374,10 @@ describe('SessionTable', () => {
   it('ignores ids lb could not have minted', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const t = new SessionTable(() => 0);
-    for (const id of ['', 'short', 'x'.repeat(17), 'abc+def/ghijklmn', 'abcdefghijklmnoé']) t.touch(id, 'n1', 10_000);
+    for (const id of ['', 'short', 'x'.repeat(17), 'abc+def/ghijklmn', 'abcdefghijklmnoé']) {
+      t.touch(id, 'n1', 10_000);
+      t.add(id, 'n1', 10_000);
+    }
     t.hold('short', 'n1', 1000)();
     expect([t.size, t.count('n1'), t.isLive('short', 'n1'), t.held()]).toEqual([0, 0, false, []]);
   });

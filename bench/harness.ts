@@ -158,6 +158,30 @@ export interface Target {
 export interface Sample extends Wrk {
   cpuPerReq?: number;
   rssMiB?: number;
+  /** hostProbe() just before the run, ms. */
+  probeMs?: number;
+}
+
+/** The probe's work: SHA-256 of 1 MiB and a 16 MiB copy (both native code: no JIT tiers in the timing); 7 times, the median printed (ms). */
+const PROBE = `const { createHash } = require('node:crypto');
+const buf = Buffer.alloc(1 << 20, 7), src = Buffer.alloc(1 << 24, 1), dst = Buffer.alloc(1 << 24), ms = [];
+for (let r = 0; r < 7; r++) {
+  const t = process.hrtime.bigint();
+  createHash('sha256').update(buf).digest();
+  src.copy(dst);
+  ms.push(Number(process.hrtime.bigint() - t) / 1e6);
+}
+process.stdout.write(String(ms.sort((a, b) => a - b)[3]));`;
+
+/**
+ * How fast the host is right now on CPU 0, where the proxies run: a fixed piece of work timed in
+ * a pinned child, in ms (more is slower). On this shared VM the same work took up to 2.5× longer
+ * in some hours, with no steal time and no other process to show for it, and every target's CPU
+ * per request rose with it (bench/RESULTS.md, 2026-11-28): runs measured while the probe is slow
+ * are not comparable with runs on a quiet host.
+ */
+export function hostProbe(): number {
+  return Number(execFileSync('taskset', ['-c', '0', process.execPath, '-e', PROBE], { encoding: 'utf8' }));
 }
 
 export function lbYaml(port: number, bports: number[], dir: string, workers: string, affinity: string): string {

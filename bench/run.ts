@@ -9,8 +9,9 @@
  * uncounted warm-up (and, before the first round, `--warmup` seconds of load per target and
  * scenario: lb's JavaScript is compiled while it runs); rounds are interleaved (A B C … A B C …). Reported: medians over rounds of
  * req/s, p50, p99, proxy CPU µs per request (utime+stime from /proc), max RSS, total errors, CPU
- * relative to HAProxy, the machine's other load and steal time; then lb's RSS over 1,000,000
- * requests (returning users, then no cookies).
+ * relative to HAProxy, the machine's other load and steal time, a probe of the host's speed before
+ * each run (hostProbe: this shared VM's speed drifts by up to 2.5× with nothing in /proc to show
+ * it); then lb's RSS over 1,000,000 requests (returning users, then no cookies).
  *
  *   node --import tsx bench/run.ts [--seconds 8] [--rounds 3] [--warmup 5] [--memory-requests 1000000]
  */
@@ -22,7 +23,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ensurePeers, freePort } from './peers.js';
 import {
-  COOKIE_AFFINITY, alive, children, cleanup, cpuUs, extraPids, fmt, median, mintCookies, numberOpt, parseWrk, pinned,
+  COOKIE_AFFINITY, alive, children, cleanup, cpuUs, extraPids, fmt, hostProbe, median, mintCookies, numberOpt, parseWrk, pinned,
   rssKiB, runWrk, startBackends, startFloor, startLb, ticks, version, waitPort, type Sample, type Target,
 } from './harness.js';
 
@@ -146,6 +147,7 @@ const SCENARIOS: Scenario[] = [
 async function measure(t: Target, sc: Scenario, seconds: number): Promise<Sample> {
   const url = `http://127.0.0.1:${t.port}${sc.path}`;
   const script = sc.returning ? t.script : undefined;
+  const probeMs = hostProbe();
   await runWrk(url, 1, script); // warm-up, not counted
   const pids = t.pids();
   const k0 = ticks();
@@ -156,10 +158,33 @@ async function measure(t: Target, sc: Scenario, seconds: number): Promise<Sample
   // Share of one CPU used by processes that are not part of this benchmark during the run.
   foreign.push(Math.max(0, k1.machine - k0.machine - (k1.ours - k0.ours)) / (seconds * 100));
   steal.push((k1.steal - k0.steal) / (seconds * 100));
-  if (!pids.length) return w;
+  if (!pids.length) return { ...w, probeMs };
   const dCpu = c1.reduce((a, b) => a + b, 0) - c0.reduce((a, b) => a + b, 0);
   const rss = t.pids().reduce((a, pid) => a + (alive(pid) ? rssKiB(pid) : 0), 0);
-  return { ...w, cpuPerReq: dCpu / w.requests, rssMiB: rss / 1024 };
+  return { ...w, cpuPerReq: dCpu / w.requests, rssMiB: rss / 1024, probeMs };
+}
+
+/**
+ * The host probe over the run: how much slower than its fastest the host was before each measured
+ * run, per round and scenario (the slowest probe among that round's targets).
+ */
+function probeReport(samples: Map<string, Sample[]>, rounds: number): string[] {
+  const all = [...samples.values()].flat().map((s) => s.probeMs ?? NaN).filter(Number.isFinite);
+  if (!all.length) return [];
+  const best = Math.min(...all);
+  const slowest = Math.max(...all);
+  const cells = SCENARIOS.map((sc) =>
+    Array.from({ length: rounds }, (_, r) => {
+      const ps = [...samples].filter(([k]) => k.endsWith(` ${sc.key}`)).map(([, ss]) => ss[r]?.probeMs ?? NaN).filter(Number.isFinite);
+      return ps.length ? `${(Math.max(...ps) / best).toFixed(2)}×` : '–';
+    }).join(', '),
+  );
+  const slow = all.filter((x) => x > best * 1.2).length;
+  return [
+    `Host probe (a fixed piece of work on CPU 0 before each measured run, bench/harness.ts hostProbe): fastest ${best.toFixed(2)} ms, slowest ${slowest.toFixed(2)} ms (${(slowest / best).toFixed(2)}×); ` +
+      `the slowest probe of each round's targets, against the fastest: ${SCENARIOS.map((sc, i) => `${sc.key} ${cells[i]}`).join('; ')}. ` +
+      (slow ? `${slow} of ${all.length} runs had a probe over 1.2× the fastest: the host was slower then, and CPU per request in those runs is inflated.` : `No run had a probe over 1.2× the fastest.`),
+  ];
 }
 
 async function main(): Promise<void> {
@@ -198,7 +223,7 @@ async function main(): Promise<void> {
             const s = await measure(t, sc, seconds);
             (samples.get(`${t.name} ${size}`) ?? samples.set(`${t.name} ${size}`, []).get(`${t.name} ${size}`)!).push(s);
             console.error(
-              `round ${r + 1}/${rounds} ${size} ${t.name}: ${Math.round(s.rps)} req/s, p99 ${fmt(s.p99, 2)} ms, ${fmt(s.cpuPerReq, 1)} µs/req, errors ${s.errors}, other load ${(foreign[foreign.length - 1] * 100).toFixed(0)}% CPU, steal ${(steal[steal.length - 1] * 100).toFixed(0)}%`,
+              `round ${r + 1}/${rounds} ${size} ${t.name}: ${Math.round(s.rps)} req/s, p99 ${fmt(s.p99, 2)} ms, ${fmt(s.cpuPerReq, 1)} µs/req, errors ${s.errors}, other load ${(foreign[foreign.length - 1] * 100).toFixed(0)}% CPU, steal ${(steal[steal.length - 1] * 100).toFixed(0)}%, host probe ${fmt(s.probeMs, 2)} ms`,
             );
           } catch (e) {
             console.error(`round ${r + 1} ${size} ${t.name}: failed: ${(e as Error).message}`);
@@ -301,6 +326,7 @@ async function main(): Promise<void> {
       `The hypervisor took (steal time) on average ${(avg(steal) * 100).toFixed(0)}% of one CPU during the measured runs (max ${(Math.max(0, ...steal) * 100).toFixed(0)}%)` +
         (avg(steal) > 0.05 ? ': CPU time per request is inflated by a busy host, compare within this run only.' : '.'),
     );
+    out.push('', ...probeReport(samples, rounds));
     console.error(`measured in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     console.log(out.join('\n'));
   } finally {

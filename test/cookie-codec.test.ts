@@ -308,6 +308,33 @@ describe('SessionTable', () => {
     expect(t.held()).toEqual([]);
   });
 
+  it('add: bounded at the cap with held sessions kept; every session added while the table grows is stored', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    const t = new SessionTable(() => 0, 100);
+    const release = t.hold(sid(-1), 'n1', 1000);
+    for (let i = 0; i < 1000; i++) t.add(sid(i), 'n2', 1000 * (i + 1));
+    expect([t.size, t.count('n1') + t.count('n2'), t.isLive(sid(-1), 'n1'), t.isLive(sid(999), 'n2')]).toEqual([100, 100, true, true]);
+    release();
+    const u = new SessionTable(() => 0, 1_000_000, 2);
+    const ids = Array.from({ length: 64 }, (_, i) => sid(i));
+    for (const id of ids) u.add(id, 'n1', 10_000);
+    expect([u.size, u.count('n1'), u.slots, ids.every((id) => u.isLive(id, 'n1'))]).toEqual([64, 64, 128, true]);
+  });
+
+  it('add of an id the table has, at its cap, is touch: nothing evicted, no expiry lowered', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    let now = 0;
+    const t = new SessionTable(() => now, 4);
+    t.touch(sid(1), 'n1', 5_000);
+    for (let i = 2; i <= 4; i++) t.touch(sid(i), 'n1', 60_000);
+    const generation = t.generation;
+    t.add(sid(4), 'n1', 60_000);
+    t.add(sid(1), 'n1', 1_000); // an earlier expiry than it has: kept at 5 s
+    expect([t.size, t.generation, [1, 2, 3, 4].every((i) => t.isLive(sid(i), 'n1'))]).toEqual([4, generation, true]);
+    now = 3_000;
+    expect(t.isLive(sid(1), 'n1')).toBe(true);
+  });
+
   it('reuses the index of a backend with no sessions left once 65,535 backends have come and gone', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const t = new SessionTable(() => 0);
@@ -322,11 +349,11 @@ describe('SessionTable', () => {
     expect([t.size, t.count('again'), t.count('steady')]).toEqual([2, 1, 1]);
   });
 
-  it('with all 65,535 backend indices held by backends with sessions, a session moving on leaves its old backend and holds nothing', async () => {
+  it.each(['touch', 'add'] as const)('with all 65,535 backend indices held by backends with sessions, a session moving on (%s) leaves its old backend and holds nothing', async (op) => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const t = new SessionTable(() => 0);
     for (let i = 0; i < 65_535; i++) t.touch(sid(i), `b${i}`, 10_000);
-    t.touch(sid(0), 'new', 10_000); // no index for 'new': not counted, but gone from b0
+    t[op](sid(0), 'new', 10_000); // no index for 'new': not counted, but gone from b0
     expect([t.isLive(sid(0), 'b0'), t.isLive(sid(0), 'new'), t.count('b0'), t.size]).toEqual([false, false, 0, 65_534]);
     t.touch(sid(0), 'new', 10_000); // b0's index, now empty, is taken over
     expect([t.isLive(sid(0), 'new'), t.count('new'), t.count('b0')]).toEqual([true, 1, 0]);

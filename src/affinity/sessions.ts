@@ -10,16 +10,19 @@ import { BASE64URL_ALPHABET as ALPHABET } from '../util/base64url.js';
  * Map slot per session: a full major GC does not visit a million sessions. A slot is four 32-bit
  * words side by side, 16 bytes, four to a cache line: the session's key, its expiry in whole
  * seconds since the table's epoch (rounded up, so an entry may outlive its cookie by under a
- * second) and its backend's index. A lookup or an insert in a table at its cap (2^21 slots, 32 MB)
- * is one cache miss, where three arrays side by side cost one each (bench/RESULTS.md).
+ * second) and its backend's index. A lookup or an insert touches one cache line, where the three
+ * arrays of the earlier layout touched three: in a table at its cap (2^21 slots, 32 MB) each is
+ * a likely cache miss (what that bought: bench/RESULTS.md).
  *
- * The key is 64 bits of the id: a session id is 12 random bytes (16 base64url characters), and
- * the third of its three words is mixed into the other two. Two live sessions share a key with
- * odds of about n / 2^64 per lookup (5·10^-14 at the cap), and ids are minted by lb and reach it
- * only in signed cookies or from other lb processes, so a client cannot choose one. The table doubles when half full and
- * halves, on sweep, when under an eighth full. The earlier layouts: a Map of id strings per
- * backend (~100 bytes of RSS per session; eviction scanned the Map's deleted slots), then three
- * arrays (keys, expiries, backends: 18 bytes a slot, three cache misses an insert).
+ * The key is a 64-bit fold of the id's 96 bits: a session id is 12 random bytes (16 base64url
+ * characters), three words, and the third is mixed into the other two (multiplied by odd
+ * constants, so ids that differ in one word only never share a key). Two live sessions share a
+ * key with odds of about n / 2^64 per lookup (5·10^-14 at the cap), and ids are minted by lb and
+ * reach it only in signed cookies or from other lb processes, so a client cannot choose one.
+ * The table doubles when half full and halves, on sweep, when under an eighth full. The earlier
+ * layouts: a Map of id strings per backend (~100 bytes of RSS per session; eviction scanned the
+ * Map's deleted slots), then three arrays (id words, expiries, backends: 18 bytes a slot, three
+ * cache misses an insert).
  */
 const HELD = 0x7fffffff; // an expiry that never comes: the session is held by a WebSocket
 const EMPTY = 0; // `who` of a free slot (backend indices start at 1)
@@ -306,23 +309,29 @@ export class SessionTable {
   }
 
   /**
-   * Record a session id minted a moment ago (a cookieless request's new session): as touch, but
-   * one walk of the probe run instead of two (touch looks the id up, then walks the same run again
-   * to insert it). Were the id's key already in the table (odds ~n / 2^64), this is touch.
+   * Record a session id minted a moment ago (a cookieless request's new session): what touch
+   * does, with one walk of the probe run where touch walks it twice (it looks the id up, then
+   * walks the same run again to insert it). An id whose key is in the table goes to touch; so
+   * does the insert when the table must first make room (at its cap, or half full).
    */
   add(sessionId: string, backend: string, expiresAt: number): boolean {
     if (!decode(sessionId)) return false;
-    const who = this.#backendIndex(backend);
-    if (who === -1) return false;
     const k0 = K0;
     const k1 = K1;
-    if (this.#size >= this.#cap) this.#evictOne();
-    this.#grow();
     const s = this.#slot;
     const wrap = this.#mask * STRIDE + STRIDE - 1;
     let o = (home(k0, k1) & this.#mask) * STRIDE;
     for (; s[o + WHO] !== EMPTY; o = (o + STRIDE) & wrap) if (s[o] === k0 && s[o + 1] === k1) return this.touch(sessionId, backend, expiresAt);
-    this.#put(o, k0, k1, who, this.#sec(expiresAt));
+    const who = this.#backendIndex(backend);
+    if (who === -1) return false; // as touch: not counted anywhere
+    const e = this.#sec(expiresAt);
+    if (this.#size < this.#cap && this.#size * 2 < this.#mask + 1) {
+      this.#put(o, k0, k1, who, e); // the free slot the walk ended on: nothing moved since
+      return true;
+    }
+    if (this.#size >= this.#cap) this.#evictOne();
+    this.#grow();
+    this.#insert(k0, k1, who, e);
     return true;
   }
 

@@ -178,7 +178,8 @@ process.stdout.write(String(ms.sort((a, b) => a - b)[3]));`;
  * a pinned child, in ms (more is slower). On this shared VM the same work took up to 2.5× longer
  * in some hours, with no steal time and no other process to show for it, and every target's CPU
  * per request rose with it (bench/RESULTS.md, 2026-11-28): runs measured while the probe is slow
- * are not comparable with runs on a quiet host.
+ * are not comparable with runs on a quiet host. The converse does not hold: a slowdown of the
+ * Node processes alone (HAProxy and nginx unaffected) left this probe at its usual time.
  */
 export function hostProbe(): number {
   return Number(execFileSync('taskset', ['-c', '0', process.execPath, '-e', PROBE], { encoding: 'utf8' }));

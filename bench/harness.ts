@@ -160,29 +160,40 @@ export interface Sample extends Wrk {
   rssMiB?: number;
   /** hostProbe() just before the run, ms. */
   probeMs?: number;
+  /** The round it was measured in (from 0): a failed run leaves no sample, so a target's samples may skip one. */
+  round?: number;
 }
 
-/** The probe's work: SHA-256 of 1 MiB and a 16 MiB copy (both native code: no JIT tiers in the timing); 7 times, the median printed (ms). */
+/** The probe's work: SHA-256 of 1 MiB and a 16 MiB copy (both native code: no JIT tiers in the timing); 7 times, the fastest printed (ms). */
 const PROBE = `const { createHash } = require('node:crypto');
-const buf = Buffer.alloc(1 << 20, 7), src = Buffer.alloc(1 << 24, 1), dst = Buffer.alloc(1 << 24), ms = [];
+const buf = Buffer.alloc(1 << 20, 7), src = Buffer.alloc(1 << 24, 1), dst = Buffer.alloc(1 << 24);
+let best = Infinity;
 for (let r = 0; r < 7; r++) {
   const t = process.hrtime.bigint();
   createHash('sha256').update(buf).digest();
   src.copy(dst);
-  ms.push(Number(process.hrtime.bigint() - t) / 1e6);
+  best = Math.min(best, Number(process.hrtime.bigint() - t) / 1e6);
 }
-process.stdout.write(String(ms.sort((a, b) => a - b)[3]));`;
+process.stdout.write(String(best));`;
 
 /**
  * How fast the host is right now on CPU 0, where the proxies run: a fixed piece of work timed in
- * a pinned child, in ms (more is slower). On this shared VM the same work took up to 2.5× longer
- * in some hours, with no steal time and no other process to show for it, and every target's CPU
- * per request rose with it (bench/RESULTS.md, 2026-11-28): runs measured while the probe is slow
- * are not comparable with runs on a quiet host. The converse does not hold: a slowdown of the
- * Node processes alone (HAProxy and nginx unaffected) left this probe at its usual time.
+ * a pinned child, in ms (more is slower; the fastest of 7, so that a timer of an idle proxy
+ * sharing the core does not read as a slow host). On this shared VM a fixed in-process loop ran
+ * up to 2.5× slower in some hours, with little or no steal time and no other process to show for
+ * it, and every target's CPU per request rose with it (bench/RESULTS.md, 2026-11-28): runs
+ * measured while the probe is slow are not comparable with runs on a quiet host. The converse
+ * does not hold: in one round the Node processes alone ran 1.2–1.9× slower (HAProxy and nginx
+ * 1.05–1.11×) and this probe read 1.03–1.14× its fastest. NaN when the probe fails (the run is
+ * measured anyway).
  */
 export function hostProbe(): number {
-  return Number(execFileSync('taskset', ['-c', '0', process.execPath, '-e', PROBE], { encoding: 'utf8' }));
+  try {
+    const ms = Number(execFileSync('taskset', ['-c', '0', process.execPath, '-e', PROBE], { encoding: 'utf8', timeout: 10_000 }));
+    return ms > 0 ? ms : NaN;
+  } catch {
+    return NaN;
+  }
 }
 
 export function lbYaml(port: number, bports: number[], dir: string, workers: string, affinity: string): string {

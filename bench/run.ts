@@ -10,7 +10,7 @@
  * scenario: lb's JavaScript is compiled while it runs); rounds are interleaved (A B C … A B C …). Reported: medians over rounds of
  * req/s, p50, p99, proxy CPU µs per request (utime+stime from /proc), max RSS, total errors, CPU
  * relative to HAProxy, the machine's other load and steal time, a probe of the host's speed before
- * each run (hostProbe: this shared VM's speed drifts by up to 2.5× with nothing in /proc to show
+ * each run (hostProbe: this shared VM's speed drifts, by up to 2.5× with little in /proc to show
  * it); then lb's RSS over 1,000,000 requests (returning users, then no cookies).
  *
  *   node --import tsx bench/run.ts [--seconds 8] [--rounds 3] [--warmup 5] [--memory-requests 1000000]
@@ -175,7 +175,7 @@ function probeReport(samples: Map<string, Sample[]>, rounds: number): string[] {
   const slowest = Math.max(...all);
   const cells = SCENARIOS.map((sc) =>
     Array.from({ length: rounds }, (_, r) => {
-      const ps = [...samples].filter(([k]) => k.endsWith(` ${sc.key}`)).map(([, ss]) => ss[r]?.probeMs ?? NaN).filter(Number.isFinite);
+      const ps = [...samples].filter(([k]) => k.endsWith(` ${sc.key}`)).map(([, ss]) => ss.find((s) => s.round === r)?.probeMs ?? NaN).filter(Number.isFinite);
       return ps.length ? `${(Math.max(...ps) / best).toFixed(2)}×` : '–';
     }).join(', '),
   );
@@ -183,8 +183,8 @@ function probeReport(samples: Map<string, Sample[]>, rounds: number): string[] {
   return [
     `Host probe (a fixed piece of work on CPU 0 before each measured run, bench/harness.ts hostProbe): fastest ${best.toFixed(2)} ms, slowest ${slowest.toFixed(2)} ms (${(slowest / best).toFixed(2)}×); ` +
       `the slowest probe of each round's targets, against the fastest: ${SCENARIOS.map((sc, i) => `${sc.key} ${cells[i]}`).join('; ')}. ` +
-      (slow ? `${slow} of ${all.length} runs had a probe over 1.2× the fastest: the host was slower then, and CPU per request in those runs is inflated.` : `No run had a probe over 1.2× the fastest.`) +
-      ' The probe does not see every slowdown (one that slowed only the Node processes: bench/RESULTS.md, 2026-11-28).',
+      (slow ? `${slow} of ${all.length} runs had a probe over 1.2× the fastest: the host was slower then, and CPU per request in those runs may be inflated.` : `No run had a probe over 1.2× the fastest.`) +
+      ' The probe does not see every slowdown (one that slowed the Node processes more than HAProxy and nginx: bench/RESULTS.md, 2026-11-28).',
   ];
 }
 
@@ -221,7 +221,7 @@ async function main(): Promise<void> {
         for (const t of targets) {
           const size = sc.key;
           try {
-            const s = await measure(t, sc, seconds);
+            const s = { ...(await measure(t, sc, seconds)), round: r };
             (samples.get(`${t.name} ${size}`) ?? samples.set(`${t.name} ${size}`, []).get(`${t.name} ${size}`)!).push(s);
             console.error(
               `round ${r + 1}/${rounds} ${size} ${t.name}: ${Math.round(s.rps)} req/s, p99 ${fmt(s.p99, 2)} ms, ${fmt(s.cpuPerReq, 1)} µs/req, errors ${s.errors}, other load ${(foreign[foreign.length - 1] * 100).toFixed(0)}% CPU, steal ${(steal[steal.length - 1] * 100).toFixed(0)}%, host probe ${fmt(s.probeMs, 2)} ms`,

@@ -11,7 +11,7 @@ import { BASE64URL_ALPHABET as ALPHABET } from '../util/base64url.js';
  * words side by side, 16 bytes, four to a cache line: the session's key, its expiry in whole
  * seconds since the table's epoch (rounded up, so an entry may outlive its cookie by under a
  * second) and its backend's index. A lookup or an insert touches one cache line, where the three
- * arrays of the earlier layout touched three: in a table at its cap (2^21 slots, 32 MB) each is
+ * arrays of the earlier layout touched three: in a table at its cap (2^21 slots, 32 MiB) each is
  * a likely cache miss (what that bought: bench/RESULTS.md).
  *
  * The key is a 64-bit fold of the id's 96 bits: a session id is 12 random bytes (16 base64url
@@ -130,7 +130,7 @@ export class SessionTable {
   /**
    * A flood of cookieless requests creates a session each; past this many entries the entry
    * expiring first among a sample is forgotten (its count drops early, its cookie keeps working):
-   * memory stays bounded (2^21 slots, 32 MB, at the default cap).
+   * memory stays bounded (2^21 slots, 32 MiB, at the default cap).
    */
   readonly #cap: number;
   readonly #minSlots: number;

@@ -241,12 +241,20 @@ export async function startFloor(dir: string, bports: number[], tag = 'floor', n
 }
 
 /** SIGKILL these processes and their descendants, by PID. */
+/**
+ * SIGKILL these processes and their descendants. All are stopped (SIGSTOP) first: killed one by
+ * one, a parent could replace a child killed before it (an nginx master forks a new worker when
+ * one dies), and that new worker, not in the list, outlived the run.
+ */
 export function killTree(pids: number[]): void {
-  for (const pid of new Set([...pids.flatMap((p) => descendants(p)), ...pids])) {
-    try {
-      if (alive(pid)) process.kill(pid, 'SIGKILL');
-    } catch {
-      /* gone */
+  const all = new Set([...pids.flatMap((p) => descendants(p)), ...pids]);
+  for (const signal of ['SIGSTOP', 'SIGKILL'] as const) {
+    for (const pid of all) {
+      try {
+        if (alive(pid)) process.kill(pid, signal);
+      } catch {
+        /* gone */
+      }
     }
   }
 }

@@ -144,7 +144,7 @@ describe('SessionTable', () => {
     { ids: 3000, slots: 1024, part: 1 },
     { ids: 3000, slots: 1024, part: 0.15 }, // swept in parts (the table reaches 8,192 slots: 1,229 a call)
     { ids: 40, slots: 8, part: 1 }, // a small table: probe runs wrap around its end
-  ])('agrees with a plain Map through adds, touches, growth, re-pins, sweeps and forgotten backends ($ids ids, sweeps of $part)', async ({ ids: count, slots, part }) => {
+  ])('agrees with a plain Map through growth, re-pins, sweeps and forgotten backends ($ids ids, sweeps of $part)', async ({ ids: count, slots, part }) => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const { randomBytes } = await import('node:crypto');
     let now = 0;
@@ -157,9 +157,7 @@ describe('SessionTable', () => {
       const id = ids[rand(ids.length)];
       const backend = `n${rand(4)}`;
       const exp = now + 1000 * (1 + rand(60));
-      // add (a new session's fast path) must behave as touch for an id the table already has.
-      if (rand(3) === 0) t.add(id, backend, exp);
-      else t.touch(id, backend, exp);
+      t.touch(id, backend, exp);
       const m = model.get(id);
       if (m && m.backend === backend) m.exp = Math.max(m.exp, exp);
       else model.set(id, { backend, exp });
@@ -308,28 +306,28 @@ describe('SessionTable', () => {
     expect(t.held()).toEqual([]);
   });
 
-  it('add: bounded at the cap with held sessions kept; every session added while the table grows is stored', async () => {
+  it('new sessions (one walk of the probe run when there is room): bounded at the cap with held sessions kept; every one stored while the table grows', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const t = new SessionTable(() => 0, 100);
     const release = t.hold(sid(-1), 'n1', 1000);
-    for (let i = 0; i < 1000; i++) t.add(sid(i), 'n2', 1000 * (i + 1));
+    for (let i = 0; i < 1000; i++) t.touch(sid(i), 'n2', 1000 * (i + 1));
     expect([t.size, t.count('n1') + t.count('n2'), t.isLive(sid(-1), 'n1'), t.isLive(sid(999), 'n2')]).toEqual([100, 100, true, true]);
     release();
     const u = new SessionTable(() => 0, 1_000_000, 2);
     const ids = Array.from({ length: 64 }, (_, i) => sid(i));
-    for (const id of ids) u.add(id, 'n1', 10_000);
+    for (const id of ids) u.touch(id, 'n1', 10_000);
     expect([u.size, u.count('n1'), u.slots, ids.every((id) => u.isLive(id, 'n1'))]).toEqual([64, 64, 128, true]);
   });
 
-  it('add of an id the table has, at its cap, is touch: nothing evicted, no expiry lowered', async () => {
+  it('touch of an id the table has, at its cap: nothing evicted, no expiry lowered', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     let now = 0;
     const t = new SessionTable(() => now, 4);
     t.touch(sid(1), 'n1', 5_000);
     for (let i = 2; i <= 4; i++) t.touch(sid(i), 'n1', 60_000);
     const generation = t.generation;
-    t.add(sid(4), 'n1', 60_000);
-    t.add(sid(1), 'n1', 1_000); // an earlier expiry than it has: kept at 5 s
+    t.touch(sid(4), 'n1', 60_000);
+    t.touch(sid(1), 'n1', 1_000); // an earlier expiry than it has: kept at 5 s
     expect([t.size, t.generation, [1, 2, 3, 4].every((i) => t.isLive(sid(i), 'n1'))]).toEqual([4, generation, true]);
     now = 3_000;
     expect(t.isLive(sid(1), 'n1')).toBe(true);
@@ -349,11 +347,11 @@ describe('SessionTable', () => {
     expect([t.size, t.count('again'), t.count('steady')]).toEqual([2, 1, 1]);
   });
 
-  it.each(['touch', 'add'] as const)('with all 65,535 backend indices held by backends with sessions, a session moving on (%s) leaves its old backend and holds nothing', async (op) => {
+  it('with all 65,535 backend indices held by backends with sessions, a session moving on leaves its old backend and holds nothing', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const t = new SessionTable(() => 0);
     for (let i = 0; i < 65_535; i++) t.touch(sid(i), `b${i}`, 10_000);
-    t[op](sid(0), 'new', 10_000); // no index for 'new': not counted, but gone from b0
+    t.touch(sid(0), 'new', 10_000); // no index for 'new': not counted, but gone from b0
     expect([t.isLive(sid(0), 'b0'), t.isLive(sid(0), 'new'), t.count('b0'), t.size]).toEqual([false, false, 0, 65_534]);
     t.touch(sid(0), 'new', 10_000); // b0's index, now empty, is taken over
     expect([t.isLive(sid(0), 'new'), t.count('new'), t.count('b0')]).toEqual([true, 1, 0]);
@@ -401,10 +399,7 @@ describe('SessionTable', () => {
   it('ignores ids lb could not have minted', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const t = new SessionTable(() => 0);
-    for (const id of ['', 'short', 'x'.repeat(17), 'abc+def/ghijklmn', 'abcdefghijklmnoé']) {
-      t.touch(id, 'n1', 10_000);
-      t.add(id, 'n1', 10_000);
-    }
+    for (const id of ['', 'short', 'x'.repeat(17), 'abc+def/ghijklmn', 'abcdefghijklmnoé']) t.touch(id, 'n1', 10_000);
     t.hold('short', 'n1', 1000)();
     expect([t.size, t.count('n1'), t.isLive('short', 'n1'), t.held()]).toEqual([0, 0, false, []]);
   });

@@ -168,7 +168,7 @@ export class CookieCodec {
     const lastSeen = buf.readUInt32BE(29) * 1000;
     const claims: CookieClaims = {
       token: buf.toString('hex', 5, 13),
-      sessionId: buf.subarray(13, 25).toString('base64url'),
+      sessionId: base64url12(buf, 13),
       issuedAt,
       lastSeen,
       keyId: key.idHex,

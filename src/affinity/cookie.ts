@@ -130,7 +130,7 @@ export class CookieAffinity implements Affinity {
     } else ({ sessionId, value } = this.codec.mint(d.backend.id, now));
     d.sessionId = sessionId;
     const expiresAt = this.#expiresAt(issuedAt, lastSeen);
-    const recorded = pinned ? this.#sessions.touch(sessionId, d.backend.id, expiresAt) : this.#sessions.add(sessionId, d.backend.id, expiresAt);
+    const recorded = this.#sessions.touch(sessionId, d.backend.id, expiresAt);
     if (fresh && recorded) was!.touched = this.#sessions.generation;
     this.#onTouch?.(sessionId, d.backend.id, expiresAt);
     if (!value) return undefined;

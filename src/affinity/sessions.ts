@@ -162,13 +162,16 @@ export class SessionTable {
     return (this.#now() - this.#epoch) / 1000;
   }
 
-  /** Offset of the slot holding the decoded key, or -1. */
+  /**
+   * Offset of the slot holding the decoded key; if it is not there, ~offset (negative) of the free
+   * slot its probe run ends on, where an insert made right away would put it.
+   */
   #find(): number {
     const s = this.#slot;
     const mask = this.#mask;
     for (let i = home(K0, K1) & mask; ; i = (i + 1) & mask) {
       const o = i * STRIDE;
-      if (s[o + WHO] === EMPTY) return -1;
+      if (s[o + WHO] === EMPTY) return ~o;
       if (s[o] === K0 && s[o + 1] === K1) return o;
     }
   }
@@ -289,7 +292,7 @@ export class SessionTable {
     const who = this.#backendIndex(backend);
     const e = this.#sec(expiresAt);
     const at = this.#find();
-    if (at !== -1) {
+    if (at >= 0) {
       const s = this.#slot;
       if (s[at + WHO] === who) {
         if (s[at + EXP] !== HELD && e > s[at + EXP]) s[at + EXP] = e;
@@ -302,31 +305,11 @@ export class SessionTable {
     if (who === -1) return false; // no index left for this backend: not counted anywhere
     const k0 = K0;
     const k1 = K1;
-    if (this.#size >= this.#cap) this.#evictOne();
-    this.#grow();
-    this.#insert(k0, k1, who, e);
-    return true;
-  }
-
-  /**
-   * Record a session id minted a moment ago (a cookieless request's new session): what touch
-   * does, with one walk of the probe run where touch walks it twice (it looks the id up, then
-   * walks the same run again to insert it). An id whose key is in the table goes to touch; so
-   * does the insert when the table must first make room (at its cap, or half full).
-   */
-  add(sessionId: string, backend: string, expiresAt: number): boolean {
-    if (!decode(sessionId)) return false;
-    const k0 = K0;
-    const k1 = K1;
-    const s = this.#slot;
-    const wrap = this.#mask * STRIDE + STRIDE - 1;
-    let o = (home(k0, k1) & this.#mask) * STRIDE;
-    for (; s[o + WHO] !== EMPTY; o = (o + STRIDE) & wrap) if (s[o] === k0 && s[o + 1] === k1) return this.touch(sessionId, backend, expiresAt);
-    const who = this.#backendIndex(backend);
-    if (who === -1) return false; // as touch: not counted anywhere
-    const e = this.#sec(expiresAt);
-    if (this.#size < this.#cap && this.#size * 2 < this.#mask + 1) {
-      this.#put(o, k0, k1, who, e); // the free slot the walk ended on: nothing moved since
+    // A new session (a cookieless request's, under a flood) goes into the free slot the lookup
+    // ended on: one walk of its probe run, not a second one to insert. Not after a re-pin's
+    // removal, nor when the table must first make room (at its cap, or half full): entries move.
+    if (at < 0 && this.#size < this.#cap && this.#size * 2 < this.#mask + 1) {
+      this.#put(~at, k0, k1, who, e);
       return true;
     }
     if (this.#size >= this.#cap) this.#evictOne();
@@ -339,7 +322,7 @@ export class SessionTable {
   isLive(sessionId: string, backend: string): boolean {
     if (!decode(sessionId)) return false;
     const at = this.#find();
-    return at !== -1 && this.#ids[this.#slot[at + WHO]] === backend && this.#slot[at + EXP] > this.#nowSec();
+    return at >= 0 && this.#ids[this.#slot[at + WHO]] === backend && this.#slot[at + EXP] > this.#nowSec();
   }
 
   /**
@@ -361,7 +344,7 @@ export class SessionTable {
       released = true;
       if (this.#holds.get(sessionId) !== holders || !decode(sessionId)) return;
       const at = this.#find();
-      if (at === -1 || this.#ids[this.#slot[at + WHO]] !== backend) return;
+      if (at < 0 || this.#ids[this.#slot[at + WHO]] !== backend) return;
       if (--holders.n > 0) return;
       this.#holds.delete(sessionId);
       this.#slot[at + EXP] = this.#sec(this.#now() + idleMs);
@@ -378,7 +361,7 @@ export class SessionTable {
     for (const id of this.#holds.keys()) {
       if (!decode(id)) continue;
       const at = this.#find();
-      if (at !== -1 && this.#slot[at + EXP] === HELD) out.push([id, this.#ids[this.#slot[at + WHO]]!]);
+      if (at >= 0 && this.#slot[at + EXP] === HELD) out.push([id, this.#ids[this.#slot[at + WHO]]!]);
     }
     return out;
   }
@@ -410,7 +393,7 @@ export class SessionTable {
     for (const id of this.#holds.keys()) {
       if (!decode(id)) continue;
       const at = this.#find();
-      if (at !== -1 && this.#slot[at + WHO] === idx) this.#holds.delete(id);
+      if (at >= 0 && this.#slot[at + WHO] === idx) this.#holds.delete(id);
     }
     const s = this.#slot;
     for (let o = 0; o < s.length; ) {

@@ -89,10 +89,53 @@ describe('cookie header helpers', () => {
     { h: 'a=1; lb_affinity=XYZ; b=2', v: 'XYZ', rest: 'a=1; b=2' },
     { h: 'lb_affinity=XYZ', v: 'XYZ', rest: undefined },
     { h: 'x_lb_affinity=1; b=2', v: undefined, rest: 'x_lb_affinity=1; b=2' },
-    { h: 'a=1;lb_affinity=;b', v: '', rest: 'a=1; b' },
+    // The other cookies go on as the client wrote them; a removed pair takes its separator along.
+    { h: 'a=1;lb_affinity=;b', v: '', rest: 'a=1;b' },
+    { h: 'a=1; lb_affinity=XYZ', v: 'XYZ', rest: 'a=1' },
+    { h: 'lb_affinity=XYZ; b=2', v: 'XYZ', rest: 'b=2' },
+    { h: 'lb_affinity=X; a=1; lb_affinity=Y', v: 'X', rest: 'a=1' },
+    { h: 'a=1; lb_affinity=X; lb_affinity=Y', v: 'X', rest: 'a=1' },
+    { h: 'lb_affinity=X; lb_affinity=Y', v: 'X', rest: undefined },
+    // Only a pair's own name counts: not a value holding it, nor a longer name starting with it.
+    { h: 'a=lb_affinity=1; lb_affinity2=3', v: undefined, rest: 'a=lb_affinity=1; lb_affinity2=3' },
+    { h: 'a=lb_affinity; lb_affinity2=3; lb_affinity=Z', v: 'Z', rest: 'a=lb_affinity; lb_affinity2=3' },
+    { h: 'lb_affinity; a=1', v: undefined, rest: 'lb_affinity; a=1' },
+    // OWS (space, tab) around names, `=` and values.
+    { h: 'a=1;\tlb_affinity = XYZ ;b=2', v: 'XYZ', rest: 'a=1;\tb=2' },
+    { h: ' lb_affinity=XYZ ', v: 'XYZ', rest: undefined },
+    { h: '', v: undefined, rest: '' },
   ])('$h', ({ h, v, rest }) => {
     expect(readCookie(h, 'lb_affinity')).toBe(v);
     expect(withoutCookie(h, 'lb_affinity')).toBe(rest);
+  });
+});
+
+describe('cookie header helpers against splitting into pairs', () => {
+  /** The reading the helpers must agree with: split at `;`, OWS trimmed, the name before the first `=`. */
+  const pairs = (h: string): Array<{ name: string | undefined; value: string; text: string }> =>
+    h
+      .split(';')
+      .map((p) => p.replace(/^[ \t]+|[ \t]+$/g, ''))
+      .filter((p) => p !== '')
+      .map((text) => {
+        const eq = text.indexOf('=');
+        return eq === -1 ? { name: undefined, value: '', text } : { name: text.slice(0, eq).replace(/[ \t]+$/, ''), value: text.slice(eq + 1).replace(/^[ \t]+/, ''), text };
+      });
+
+  it('reads the first pair named lb and removes every one of them, leaving the other non-empty pairs as they were (5,000 random headers)', () => {
+    const pieces = ['lb', 'lb', 'lb2', 'xlb', 'a', 'X', '=', '=', ';', ';', ' ', '\t'];
+    let seed = 12345;
+    const rand = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) % n;
+    for (let k = 0; k < 5000; k++) {
+      let h = '';
+      for (let n = rand(12); n >= 0; n--) h += pieces[rand(pieces.length)];
+      const all = pairs(h);
+      const mine = all.find((p) => p.name === 'lb');
+      expect(readCookie(h, 'lb'), JSON.stringify(h)).toBe(mine?.value);
+      const rest = withoutCookie(h, 'lb');
+      if (!mine) expect(rest).toBe(h);
+      else expect(pairs(rest ?? '').map((p) => p.text), JSON.stringify(h)).toEqual(all.filter((p) => p.name !== 'lb').map((p) => p.text));
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fieldIs, requestHeaders, responseHeaders, stripHopByHop, type HeaderContext } from '../src/proxy/headers.js';
+import { fieldIs, requestHeaders, responseHeaders, stripAffinityCookie, stripHopByHop, type HeaderContext } from '../src/proxy/headers.js';
 
 const TCHAR = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -42,6 +42,18 @@ describe('responseHeaders', () => {
     expect(responseHeaders(['connection', 'CLOSE', ...base])).toEqual(['Content-Type', 'text/plain', 'X-Hop', '1', 'Close', 'kept']);
     expect(responseHeaders(['Connection', 'Keep-Alive, x-HOP', ...base])).toEqual(['Content-Type', 'text/plain', 'Close', 'kept']);
     expect(responseHeaders(['Connection', 'keep-alive', 'Connection', 'X-Hop', ...base])).toEqual(['Content-Type', 'text/plain', 'Close', 'kept']);
+  });
+});
+
+describe('stripAffinityCookie', () => {
+  const ctx: HeaderContext = { peer: '127.0.0.1', trusted: false, proto: 'http', port: 80, requestId: 'r', forwarded: false, affinityCookie: 'lb' };
+
+  it("removes lb's cookie from every Cookie field, drops a field left empty, and keeps the others in order", () => {
+    const raw = ['Host', 'a', 'Cookie', 'lb=X', 'Accept', '*/*', 'cookie', 'app=1; lb=X', 'COOKIE', 'lb=Y', 'X-Last', '1'];
+    expect(stripAffinityCookie([...raw], ctx)).toEqual(['Host', 'a', 'Accept', '*/*', 'cookie', 'app=1', 'X-Last', '1']);
+    expect(stripAffinityCookie(['Cookie', 'lb=X'], ctx)).toEqual([]);
+    expect(stripAffinityCookie([...raw], { ...ctx, affinityCookie: undefined })).toEqual(raw);
+    expect(stripAffinityCookie(['Cookie', 'app=1', 'Host', 'a'], ctx)).toEqual(['Cookie', 'app=1', 'Host', 'a']);
   });
 });
 

@@ -129,19 +129,23 @@ export function stripHopByHop(raw: readonly string[], ctx: HeaderContext): Heade
 }
 
 export function stripAffinityCookie(h: HeaderList, ctx: HeaderContext): HeaderList {
-  if (!ctx.affinityCookie) return h;
-  // In place: the list is the pipeline's own copy (stripHopByHop made it).
-  for (let i = 0; i < h.length; ) {
+  const name = ctx.affinityCookie;
+  if (!name) return h;
+  // In place (the list is the pipeline's own copy: stripHopByHop made it), closing up behind a
+  // removed field rather than splicing it out (splice allocates the array it returns).
+  let kept = 0;
+  for (let i = 0; i < h.length; i += 2) {
+    let value = h[i + 1];
     if (fieldIs(h[i], 'cookie')) {
-      const rest = withoutCookie(h[i + 1], ctx.affinityCookie);
-      if (rest === undefined) {
-        h.splice(i, 2);
-        continue;
-      }
-      h[i + 1] = rest;
+      const rest = withoutCookie(value, name);
+      if (rest === undefined) continue;
+      value = rest;
     }
-    i += 2;
+    if (kept !== i) h[kept] = h[i];
+    h[kept + 1] = value;
+    kept += 2;
   }
+  while (h.length > kept) h.pop();
   return h;
 }
 

@@ -567,6 +567,33 @@ describe('CookieAffinity: a returning client', () => {
     expect(a.lookup(facts(cookie), v)).not.toBe(d1.lookup);
   });
 
+  it('caches pins by cookie value, wherever the cookie sits in the header, and stays right past the cache size (34,000 cookies, 32,768 slots)', () => {
+    const { a, v } = setup();
+    const cookies: Array<{ cookie: string; backend: string; sessionId: string }> = [];
+    for (let i = 0; i < 34_000; i++) {
+      const d: Decision = { backend: v.all[i % 2], result: 'new', lookup: a.lookup(facts(), v) };
+      const cookie = a.persist(d, false)!.split(';')[0];
+      cookies.push({ cookie, backend: d.backend.id, sessionId: d.sessionId! });
+    }
+    const wrong: string[] = [];
+    for (const round of [0, 1])
+      for (const [i, c] of cookies.entries()) {
+        const l = a.lookup(facts(i % 3 ? c.cookie : `app=1; ${c.cookie}; theme=dark`), v);
+        if (l.kind !== 'pinned' || l.backendId !== c.backend || l.session.id !== c.sessionId) wrong.push(`round ${round}, cookie ${i}: ${JSON.stringify(l)}`);
+      }
+    expect(wrong).toEqual([]);
+    // A forgery that keeps a cached cookie's MAC characters (which place it in the cache) is not served from it.
+    const target = cookies[7].cookie;
+    expect(a.lookup(facts(target), v)).toMatchObject({ kind: 'pinned' });
+    const at = 'lb_affinity='.length + 20;
+    const forged = target.slice(0, at) + (target[at] === 'A' ? 'B' : 'A') + target.slice(at + 1);
+    expect(a.lookup(facts(forged), v)).toEqual({ kind: 'rejected', reason: 'bad-signature' });
+    // A cookie just looked up is served from the cache, whichever header it came in.
+    const last = cookies[cookies.length - 1].cookie;
+    const pin = a.lookup(facts(`x=1; ${last}`), v);
+    expect(a.lookup(facts(last), v)).toBe(pin);
+  });
+
   it('expires by the cookie clock even when its pin is cached', () => {
     const { a, v, cookie, advance } = setup();
     const d1 = hit(a, v, cookie);

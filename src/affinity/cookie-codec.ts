@@ -62,6 +62,13 @@ export function cookieAge(issuedAt: number, lastSeen: number, now: number, limit
   return now - lastSeen > limits.maxIdle ? 'idle' : 'valid';
 }
 
+/**
+ * A copy of a cookie value that shares no memory with it: a value read from a request is a
+ * slice of its Cookie header, which a cache keyed by it would keep alive. Cookie values that
+ * decode are ASCII.
+ */
+export const detached = (value: string): string => Buffer.from(value, 'latin1').toString('latin1');
+
 export class CookieCodec {
   readonly #keys: Key[];
   readonly #byId = new Map<string, Key>();
@@ -174,7 +181,7 @@ export class CookieCodec {
       keyId: key.idHex,
     };
     if (this.#verified.size >= 10_000) this.#verified.delete(this.#verified.keys().next().value!);
-    this.#verified.set(value, claims);
+    this.#verified.set(detached(value), claims);
     return this.#expiry(claims, now, limits);
   }
 

@@ -104,6 +104,11 @@ describe('cookie header helpers', () => {
     { h: 'a=1;\tlb_affinity = XYZ ;b=2', v: 'XYZ', rest: 'a=1;\tb=2' },
     { h: ' lb_affinity=XYZ ', v: 'XYZ', rest: undefined },
     { h: '', v: undefined, rest: '' },
+    // Separators a removed pair leaves at either end go with it: no Cookie field of separators alone.
+    { h: 'lb_affinity=X;;', v: 'X', rest: undefined },
+    { h: ';lb_affinity=X; ;', v: 'X', rest: undefined },
+    { h: 'a=1; lb_affinity=X;;', v: 'X', rest: 'a=1' },
+    { h: '; a=1; lb_affinity=X', v: 'X', rest: 'a=1' },
   ])('$h', ({ h, v, rest }) => {
     expect(readCookie(h, 'lb_affinity')).toBe(v);
     expect(withoutCookie(h, 'lb_affinity')).toBe(rest);
@@ -134,7 +139,12 @@ describe('cookie header helpers against splitting into pairs', () => {
       expect(readCookie(h, 'lb'), JSON.stringify(h)).toBe(mine?.value);
       const rest = withoutCookie(h, 'lb');
       if (!mine) expect(rest).toBe(h);
-      else expect(pairs(rest ?? '').map((p) => p.text), JSON.stringify(h)).toEqual(all.filter((p) => p.name !== 'lb').map((p) => p.text));
+      else {
+        expect(pairs(rest ?? '').map((p) => p.text), JSON.stringify(h)).toEqual(all.filter((p) => p.name !== 'lb').map((p) => p.text));
+        // Nothing but pairs of other cookies, and no separator at either end.
+        if (all.every((p) => p.name === 'lb')) expect(rest, JSON.stringify(h)).toBeUndefined();
+        else expect(rest, JSON.stringify(h)).not.toMatch(/^[; \t]|[; \t]$/);
+      }
     }
   });
 });
@@ -592,6 +602,20 @@ describe('CookieAffinity: a returning client', () => {
     const last = cookies[cookies.length - 1].cookie;
     const pin = a.lookup(facts(`x=1; ${last}`), v);
     expect(a.lookup(facts(last), v)).toBe(pin);
+  });
+
+  it('serves no pin cached under an earlier pool view', () => {
+    const { a, v, cookie } = setup();
+    const d1 = hit(a, v, cookie);
+    expect(a.lookup(facts(cookie), v)).toBe(d1.lookup);
+    // Another client's request switches the affinity to a new view first.
+    const v2 = view(['n1', 'n2', 'n3']);
+    a.lookup(facts(), v2);
+    const other = a.persist({ backend: v2.byId.get('n3')!, result: 'new', lookup: a.lookup(facts(), v2) }, false)!.split(';')[0];
+    expect(a.lookup(facts(other), v2)).toMatchObject({ kind: 'pinned', backendId: 'n3' });
+    const again = a.lookup(facts(cookie), v2);
+    expect(again).toMatchObject({ kind: 'pinned', backendId: 'n1' });
+    expect(again).not.toBe(d1.lookup);
   });
 
   it('expires by the cookie clock even when its pin is cached', () => {

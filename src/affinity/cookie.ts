@@ -25,63 +25,67 @@ const PIN_SET_BITS = 13;
 const PIN_WAYS = 4;
 
 /**
- * Cookie value → its pin, four-way set-associative. The set and a 32-bit tag come from
+ * Cookie value → its pin, four-way set-associative. The set and a tag (31 bits) come from
  * characters that encode the value's MAC (random per cookie, and chosen by no client: only
  * verified cookies are stored), so a lookup reads the set's four tags from one typed array and
  * compares a pin's cookie only where the tag matches: one string comparison per hit, none for
  * most misses. A new pin goes first in its set, and the set's last (the oldest) leaves. Bounded
- * by construction. The `Map` it replaced hashed the freshly sliced 66-character value on every
- * request: with 1,000 clients a returning request cost ~170 ns more; with 10,000, cache misses
- * cost both about the same (bench/RESULTS.md).
+ * by construction, and allocated on first use (384 KiB). The `Map` it replaced hashed the
+ * freshly sliced 66-character value on every request: with 1,000 clients a returning request
+ * cost ~170 ns more; with 10,000, cache misses cost both about the same (bench/RESULTS.md).
  */
 class PinCache {
-  readonly #tags = new Int32Array(PIN_WAYS << PIN_SET_BITS);
-  readonly #pins: Array<Pin | undefined> = new Array<Pin | undefined>(PIN_WAYS << PIN_SET_BITS).fill(undefined);
+  #tags: Int32Array | undefined;
+  #pins: Array<Pin | undefined> | undefined;
   /** The set and tag of the value last hashed (one lookup at a time: nothing in between yields). */
   #set = 0;
   #tag = 0;
 
   /**
    * The characters before the last (which holds only two bits of the MAC): four of them, 24
-   * random bits, multiplied by an odd constant (Fibonacci hashing) give the set from the top
-   * bits; four more give the tag, never 0 (an empty slot's).
+   * random bits, multiplied by an odd constant (Fibonacci hashing), give the set from the top
+   * bits; four more, with the same product, give the tag, never 0 (an empty slot's).
    */
   #hash(value: string): void {
     const n = value.length;
     // Past either end charCodeAt gives NaN, which these operators take as 0.
     const x = value.charCodeAt(n - 2) | (value.charCodeAt(n - 3) << 8) | (value.charCodeAt(n - 4) << 16) | (value.charCodeAt(n - 5) << 24);
     const y = value.charCodeAt(n - 6) | (value.charCodeAt(n - 7) << 8) | (value.charCodeAt(n - 8) << 16) | (value.charCodeAt(n - 9) << 24);
-    this.#set = (Math.imul(x, 0x9e3779b1) >>> (32 - PIN_SET_BITS)) * PIN_WAYS;
-    this.#tag = Math.imul(y ^ x, 0x85ebca77) | 1;
+    const mixed = Math.imul(x, 0x9e3779b1);
+    this.#set = (mixed >>> (32 - PIN_SET_BITS)) * PIN_WAYS;
+    this.#tag = (Math.imul(y, 0x85ebca77) ^ mixed) | 1;
   }
 
   get(value: string): Pin | undefined {
-    this.#hash(value);
     const tags = this.#tags;
+    if (tags === undefined) return undefined;
+    this.#hash(value);
     const tag = this.#tag;
     for (let i = this.#set, end = i + PIN_WAYS; i < end; i++) {
       if (tags[i] !== tag) continue;
-      const pin = this.#pins[i]!;
+      const pin = this.#pins![i]!;
       if (pin.cookie === value) return pin;
     }
     return undefined;
   }
 
   set(value: string, pin: Pin): void {
+    const tags = (this.#tags ??= new Int32Array(PIN_WAYS << PIN_SET_BITS));
+    const pins = (this.#pins ??= new Array<Pin | undefined>(PIN_WAYS << PIN_SET_BITS).fill(undefined));
     this.#hash(value);
     const first = this.#set;
     for (let i = first + PIN_WAYS - 1; i > first; i--) {
-      this.#tags[i] = this.#tags[i - 1];
-      this.#pins[i] = this.#pins[i - 1];
+      tags[i] = tags[i - 1];
+      pins[i] = pins[i - 1];
     }
-    this.#tags[first] = this.#tag;
+    tags[first] = this.#tag;
     pin.cookie = detached(value);
-    this.#pins[first] = pin;
+    pins[first] = pin;
   }
 
   clear(): void {
-    this.#tags.fill(0);
-    this.#pins.fill(undefined);
+    this.#tags?.fill(0);
+    this.#pins?.fill(undefined);
   }
 }
 

@@ -164,14 +164,23 @@ export interface Sample extends Wrk {
   round?: number;
 }
 
-/** The probe's work: SHA-256 of 1 MiB and a 16 MiB copy (both native code: no JIT tiers in the timing); 7 times, the fastest printed (ms). */
+/**
+ * The probe's work, 7 times, the fastest printed (ms): SHA-256 of 1 MiB and a 16 MiB copy (native
+ * code), then a JavaScript loop over an 8 MiB Int32Array like the session table's sweep (the
+ * fastest pass is one V8 has optimized). The native part alone missed slowdowns that hit the Node
+ * processes and not HAProxy or nginx; the loop ran 2–3× slower in those hours (bench/RESULTS.md).
+ */
 const PROBE = `const { createHash } = require('node:crypto');
 const buf = Buffer.alloc(1 << 20, 7), src = Buffer.alloc(1 << 24, 1), dst = Buffer.alloc(1 << 24);
+const exp = new Int32Array(1 << 21).fill(0x7fffffff);
+for (let i = 0, x = 1; i < exp.length; i++) { x = (Math.imul(x, 1103515245) + 12345) | 0; if ((x >>> 8) % 100 < 48) exp[i] = 1800 + (i & 1023); }
+function sweep(a, now) { let c = 0; for (let i = 0; i < a.length; i++) if (a[i] <= now) c++; return c; }
 let best = Infinity;
 for (let r = 0; r < 7; r++) {
   const t = process.hrtime.bigint();
   createHash('sha256').update(buf).digest();
   src.copy(dst);
+  sweep(exp, 3.5);
   best = Math.min(best, Number(process.hrtime.bigint() - t) / 1e6);
 }
 process.stdout.write(String(best));`;
@@ -182,10 +191,10 @@ process.stdout.write(String(best));`;
  * sharing the core does not read as a slow host). On this shared VM a fixed in-process loop ran
  * up to 2.5× slower in some hours, with little or no steal time and no other process to show for
  * it, and every target's CPU per request rose with it (bench/RESULTS.md, 2026-11-28): runs
- * measured while the probe is slow are not comparable with runs on a quiet host. The converse
- * does not hold: in one round the Node processes alone ran 1.2–1.9× slower (HAProxy and nginx
- * 1.05–1.11×) and this probe read 1.03–1.14× its fastest. NaN when the probe fails (the run is
- * measured anyway).
+ * measured while the probe is slow are not comparable with runs on a quiet host. Before the
+ * JavaScript loop was added, the probe missed rounds in which the Node processes alone ran
+ * 1.2–1.9× slower (HAProxy and nginx 1.05–1.11×); whether the loop catches every such round is
+ * not yet known. NaN when the probe fails (the run is measured anyway).
  */
 export function hostProbe(): number {
   try {

@@ -184,7 +184,7 @@ function probeReport(samples: Map<string, Sample[]>, rounds: number): string[] {
     `Host probe (a fixed piece of work on CPU 0 before each measured run, bench/harness.ts hostProbe): fastest ${best.toFixed(2)} ms, slowest ${slowest.toFixed(2)} ms (${(slowest / best).toFixed(2)}×); ` +
       `the slowest probe of each round's targets, against the fastest: ${SCENARIOS.map((sc, i) => `${sc.key} ${cells[i]}`).join('; ')}. ` +
       (slow ? `${slow} of ${all.length} runs had a probe over 1.2× the fastest: the host was slower then, and CPU per request in those runs may be inflated.` : `No run had a probe over 1.2× the fastest.`) +
-      ' The probe does not see every slowdown (one that slowed the Node processes more than HAProxy and nginx: bench/RESULTS.md, 2026-11-28).',
+      ' Before its JavaScript loop was added, the probe missed slowdowns that hit the Node processes more than HAProxy and nginx (bench/RESULTS.md, 2026-11-28); a quiet probe is not proof of a quiet host.',
   ];
 }
 

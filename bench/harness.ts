@@ -168,7 +168,8 @@ export interface Sample extends Wrk {
  * The probe's work, 7 times, the fastest printed (ms): SHA-256 of 1 MiB and a 16 MiB copy (native
  * code), then a JavaScript loop over an 8 MiB Int32Array like the session table's sweep (the
  * fastest pass is one V8 has optimized). The native part alone missed slowdowns that hit the Node
- * processes and not HAProxy or nginx; the loop ran 2–3× slower in those hours (bench/RESULTS.md).
+ * processes more than HAProxy or nginx; in one slow minute the loop read 1.7–2.4× its quiet time
+ * where the native part read 1.3–1.5× (bench/RESULTS.md, 2026-11-28).
  */
 const PROBE = `const { createHash } = require('node:crypto');
 const buf = Buffer.alloc(1 << 20, 7), src = Buffer.alloc(1 << 24, 1), dst = Buffer.alloc(1 << 24);

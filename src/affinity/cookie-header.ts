@@ -21,6 +21,7 @@ const isSeparator = (c: number): boolean => c === SEMI || isOws(c);
  * value that contains it, is not taken for it.
  */
 function pairAt(text: string, name: string, from: number): number {
+  if (name.length === 0) return -1; // config allows no empty name; indexOf('') would never move on
   for (let at = text.indexOf(name, from); at !== -1; at = text.indexOf(name, at + 1)) {
     let b = at - 1;
     while (b >= 0 && isOws(text.charCodeAt(b))) b--;

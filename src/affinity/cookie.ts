@@ -32,7 +32,7 @@ const PIN_WAYS = 4;
  * most misses. A new pin goes first in its set, and the set's last (the oldest) leaves. Bounded
  * by construction, and allocated on first use (384 KiB). The `Map` it replaced hashed the
  * freshly sliced 66-character value on every request: with 1,000 clients a returning request
- * cost ~170 ns more; with 10,000, cache misses cost both about the same (bench/RESULTS.md).
+ * cost 170–200 ns more; with 10,000, cache misses cost both about the same (bench/RESULTS.md).
  */
 class PinCache {
   #tags: Int32Array | undefined;
@@ -44,7 +44,8 @@ class PinCache {
   /**
    * The characters before the last (which holds only two bits of the MAC): four of them, 24
    * random bits, multiplied by an odd constant (Fibonacci hashing), give the set from the top
-   * bits; four more, with the same product, give the tag, never 0 (an empty slot's).
+   * bits; four more, times a second odd constant and XORed with that product, give the tag,
+   * never 0 (an empty slot's).
    */
   #hash(value: string): void {
     const n = value.length;

@@ -250,7 +250,6 @@ export async function startFloor(dir: string, bports: number[], tag = 'floor', n
   return { name: 'node floor', port, pids: () => [p.pid!], note };
 }
 
-/** SIGKILL these processes and their descendants, by PID. */
 /**
  * SIGKILL these processes and their descendants. All are stopped (SIGSTOP) first: killed one by
  * one, a parent could replace a child killed before it (an nginx master forks a new worker when

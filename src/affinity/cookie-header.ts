@@ -33,6 +33,13 @@ function pairAt(text: string, name: string, from: number): number {
   return -1;
 }
 
+/** `text[start..end]` without the characters `trim` picks at either end. */
+function trimmed(text: string, start: number, end: number, trim: (c: number) => boolean): string {
+  while (start < end && trim(text.charCodeAt(start))) start++;
+  while (end > start && trim(text.charCodeAt(end - 1))) end--;
+  return text.slice(start, end);
+}
+
 /** Value of the first cookie named `name` in a Cookie header (OWS around it removed), or undefined. */
 export function readCookie(header: string | string[] | undefined, name: string): string | undefined {
   if (!header) return undefined;
@@ -43,11 +50,8 @@ export function readCookie(header: string | string[] | undefined, name: string):
   let start = at + name.length;
   while (text.charCodeAt(start) !== EQUALS) start++;
   start++;
-  let end = text.indexOf(';', start);
-  if (end === -1) end = text.length;
-  while (start < end && isOws(text.charCodeAt(start))) start++;
-  while (end > start && isOws(text.charCodeAt(end - 1))) end--;
-  return text.slice(start, end);
+  const end = text.indexOf(';', start);
+  return trimmed(text, start, end === -1 ? text.length : end, isOws);
 }
 
 /**
@@ -73,11 +77,8 @@ export function withoutCookie(header: string, name: string): string | undefined 
     at = pairAt(header, name, from);
   }
   out += header.slice(from);
-  let start = 0;
-  let end = out.length;
-  while (start < end && isSeparator(out.charCodeAt(start))) start++;
-  while (end > start && isSeparator(out.charCodeAt(end - 1))) end--;
-  return end > start ? out.slice(start, end) : undefined;
+  const rest = trimmed(out, 0, out.length, isSeparator);
+  return rest.length > 0 ? rest : undefined;
 }
 
 export interface SetCookieAttrs {

@@ -275,7 +275,7 @@ describe('SessionTable', () => {
     expect([t.size, t.slots]).toEqual([20_000, 65_536]); // at most half full
     now = 50_000;
     t.sweep();
-    expect([t.size, t.count('n1'), t.slots]).toEqual([10, 10, 1024]); // back to its initial size
+    expect([t.size, t.count('n1'), t.slots, t.moving]).toEqual([10, 10, 1024, 0]); // back to its initial size, in one go
     for (let i = 19_990; i < 20_000; i++) expect(t.isLive(ids.toString('base64url', i * 12, i * 12 + 12), 'n1')).toBe(true);
   });
 
@@ -331,7 +331,17 @@ describe('SessionTable', () => {
     while (!t.sweep(1 / 20)) calls++;
     expect(calls).toBeGreaterThanOrEqual(20);
     expect([t.size, t.count('n1') + t.count('n2'), t.slots]).toEqual([100, 100, 1024]); // the pass ended: shrunk
+    // …by a move spread over the next sweeps, a twentieth of the old array each.
+    expect(t.moving).toBe(524_288);
+    let moves = 0;
+    while (t.moving > 0) {
+      expect(t.sweep(1 / 20)).toBe(false);
+      moves++;
+      if (moves === 3) for (let i = 0; i < n; i += 2000) expect(t.isLive(id(i), i % 2 ? 'n1' : 'n2')).toBe(true);
+    }
+    expect(moves).toBe(20);
     for (let i = 0; i < n; i += 2000) expect(t.isLive(id(i), i % 2 ? 'n1' : 'n2')).toBe(true);
+    expect([t.size, t.count('n1') + t.count('n2')]).toEqual([100, 100]);
     expect(t.sweep(1 / 20)).toBe(true); // a table of 1,024 slots is swept whole in one call
     // …expired entries included (each removal is a look: a budget of 1,024 looks would stop short).
     for (let i = 0; i < 400; i++) t.touch(id(n - 1 - i), 'n3', 60_000);
@@ -340,6 +350,80 @@ describe('SessionTable', () => {
     expect(t.sweep(0.1)).toBe(true);
     expect([t.count('n3'), t.size]).toEqual([0, 100]);
     expect(t.sweep(Number.NaN)).toBe(true); // not a part: swept whole
+  });
+
+  it('grows without moving every entry at once: the old array is emptied 4 slots per new session, and every entry stays reachable meanwhile', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    const now = 0;
+    const t = new SessionTable(() => now);
+    const n = 40_000;
+    const bytes = (await import('node:crypto')).randomBytes(12 * n);
+    const id = (i: number): string => bytes.toString('base64url', i * 12, i * 12 + 12);
+    const backend = (i: number): string => `n${i % 3}`;
+    let growths = 0;
+    for (let i = 0; i < n; i++) {
+      const [slots, moving] = [t.slots, t.moving];
+      t.touch(id(i), backend(i), 10_000);
+      if (t.slots !== slots) {
+        growths++;
+        expect([t.slots, t.moving]).toEqual([slots * 2, slots - 4]); // the previous move had ended
+        expect(moving).toBe(0);
+        // Reachable from either array, re-pins included, at the start of the move and halfway.
+        for (let j = 0; j <= i; j += 97) expect(t.isLive(id(j), backend(j))).toBe(true);
+      } else if (moving > 0) expect(t.moving).toBe(Math.max(0, moving - 4));
+      if (t.moving > 0 && t.moving % 512 === 0) {
+        const j = (i * 7919) % (i + 1);
+        t.touch(id(j), 'moved', 10_000); // a re-pin of an entry in either array
+        expect([t.isLive(id(j), 'moved'), t.isLive(id(j), backend(j))]).toEqual([true, false]);
+        t.touch(id(j), backend(j), 10_000);
+      }
+    }
+    expect(growths).toBe(7); // 1,024 → 131,072 slots
+    expect([t.size, t.count('n0') + t.count('n1') + t.count('n2'), t.count('moved')]).toEqual([n, n, 0]);
+    for (let j = 0; j < n; j++) if (!t.isLive(id(j), backend(j))) expect.fail(`${j} lost`);
+  });
+
+  it('a growth during a shrink\'s move finishes that move first; forgetBackend and a whole sweep finish it too', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    const { randomBytes } = await import('node:crypto');
+    let now = 0;
+    const t = new SessionTable(() => now);
+    const n = 30_000;
+    const bytes = randomBytes(12 * 2 * n);
+    const id = (i: number): string => bytes.toString('base64url', i * 12, i * 12 + 12);
+    for (let i = 0; i < n; i++) t.touch(id(i), 'n1', i < 200 ? 100_000 : 10_000);
+    expect(t.slots).toBe(65_536);
+    now = 50_000;
+    while (!t.sweep(1 / 20));
+    expect([t.size, t.slots, t.moving]).toEqual([200, 1024, 65_536]); // shrunk; the move has just begun
+    // A flood before the sweeps have moved anything: growth comes while the old array is full.
+    for (let i = n; i < n + 400; i++) t.touch(id(i), 'n2', 100_000);
+    expect([t.size, t.slots, t.count('n1'), t.count('n2')]).toEqual([600, 2048, 200, 400]);
+    for (let i = 0; i < 200; i++) expect(t.isLive(id(i), 'n1')).toBe(true);
+    for (let i = n; i < n + 400; i++) expect(t.isLive(id(i), 'n2')).toBe(true);
+    expect(t.moving).toBeGreaterThan(0); // the growth's own move
+    t.forgetBackend('n2');
+    expect([t.moving, t.size, t.count('n1'), t.count('n2')]).toEqual([0, 200, 200, 0]);
+    for (let i = 0; i < 200; i++) expect(t.isLive(id(i), 'n1')).toBe(true);
+    for (let i = n; i < n + 1200; i++) t.touch(id(i), 'n3', 100_000);
+    expect(t.moving).toBeGreaterThan(0);
+    t.sweep();
+    expect([t.moving, t.size, t.count('n3')]).toEqual([0, 1400, 1200]);
+  });
+
+  it('at its cap while growing: an entry evicted after its move stays gone (the old array keeps no copy of it)', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    const t = new SessionTable(() => 0, 600);
+    const ids = Array.from({ length: 800 }, (_, i) => sid(i));
+    const live = (): number => ids.filter((id) => t.isLive(id, 'n1')).length;
+    for (let i = 0; i < ids.length; i++) {
+      t.touch(ids[i], 'n1', 1000 * (i + 1));
+      if (i === 700) {
+        expect([t.slots, t.moving > 0]).toEqual([2048, true]); // evicting while the move goes on
+        expect([t.size, t.count('n1'), live()]).toEqual([600, 600, 600]);
+      }
+    }
+    expect([t.size, t.count('n1'), live(), t.moving]).toEqual([600, 600, 600, 0]);
   });
 
   it('stores the session being added when that insert grows the table (a WebSocket hold included)', async () => {

@@ -10,7 +10,7 @@ import { BASE64URL_ALPHABET as ALPHABET } from '../util/base64url.js';
  * Map slot per session: a full major GC does not visit a million sessions. A slot is four 32-bit
  * words side by side, 16 bytes, four to a cache line: the session's key, its expiry in whole
  * seconds since the table's epoch (rounded up, so an entry may outlive its cookie by under a
- * second) and its backend's index. A lookup or an insert touches one cache line, where the three
+ * second; stored counting down, see #slot) and its backend's index. A lookup or an insert touches one cache line, where the three
  * arrays of the earlier layout touched three: in a table at its cap (2^21 slots, 32 MiB) each is
  * a likely cache miss (what that bought: bench/RESULTS.md).
  *
@@ -19,13 +19,26 @@ import { BASE64URL_ALPHABET as ALPHABET } from '../util/base64url.js';
  * constants, so ids that differ in one word only never share a key). Two live sessions share a
  * key with odds of about n / 2^64 per lookup (5·10^-14 at the cap), and ids are minted by lb and
  * reach it only in signed cookies or from other lb processes, so a client cannot choose one.
- * The table doubles when half full and halves, on sweep, when under an eighth full. The earlier
- * layouts: a Map of id strings per backend (~100 bytes of RSS per session; eviction scanned the
- * Map's deleted slots), then three arrays (id words, expiries, backends: 18 bytes a slot, three
- * cache misses an insert).
+ * The table doubles when half full and halves, on sweep, when under an eighth full. A resize does
+ * not move every entry at once (45 ms going to 2^21 slots, a stall of every request in flight):
+ * the new array takes the inserts, and the old one is emptied into it a few slots at a time, by
+ * each new session and each partial sweep (see #resize). The earlier layouts: a Map of id
+ * strings per backend (~100 bytes of RSS per session; eviction scanned the Map's deleted slots),
+ * then three arrays (id words, expiries, backends: 18 bytes a slot, three cache misses an
+ * insert), then this one array moved whole on every resize.
  */
-const HELD = 0x7fffffff; // an expiry that never comes: the session is held by a WebSocket
+/** The last second an expiry word can say (see #slot); a session held by a WebSocket never expires: word 0. */
+const HELD = 0x7fffffff;
 const EMPTY = 0; // `who` of a free slot (backend indices start at 1)
+/** `who` of an old array's slot whose entry has moved on: probe runs go on through it. */
+const MOVED = -1;
+/**
+ * Slots of the old array moved per new session while the table resizes. Growth starts when the
+ * new array (twice the old) is a quarter full; at 4 slots a session it is emptied before a
+ * quarter more comes in, so it is done before the next growth. A growth that comes first (a
+ * shrink, then a flood) finishes the move at once.
+ */
+const MOVE_STEP = 4;
 const MIN_SLOTS = 1024;
 /** Entries looked at when the table is full; the one expiring first is forgotten (Redis-style sampled LRU). */
 const EVICTION_SAMPLE = 8;
@@ -98,12 +111,21 @@ export function homeSlot(id: string, slots: number): number {
 export class SessionTable {
   #mask: number;
   /**
-   * STRIDE words per slot: key (two words), expiry, backend index. The expiry is seconds since
-   * #epoch; HELD for sessions an open WebSocket keeps, and for free slots, so that a sweep's one
-   * test per slot (expired?) is almost never true. The backend index is 1-based; EMPTY for a free
-   * slot.
+   * STRIDE words per slot: key (two words), expiry, backend index. The expiry word holds what
+   * #sec gives: HELD minus the expiry in seconds since #epoch (0 to HELD-1), or 0 for a session an
+   * open WebSocket keeps: a later expiry is a smaller word. A zeroed slot (EMPTY backend) then
+   * reads as never expiring, so a sweep's one test per slot (expired?) is almost never true, and
+   * a new array needs no pass to mark its free slots (at 2^21 slots, a stall of its own).
    */
   #slot: Int32Array;
+  /**
+   * While resizing, the previous array: its entries not moved yet (a moved one's `who` is MOVED),
+   * looked up after #slot. Moved in slot order from #moved (a word offset), and on access.
+   */
+  #old: Int32Array | null = null;
+  #oldMask = 0;
+  #moved = 0;
+  /** Live entries, in both arrays while resizing. */
   #size = 0;
   /** Backend id → index, index → id, index → live entries. */
   readonly #index = new Map<string, number>();
@@ -111,7 +133,7 @@ export class SessionTable {
   readonly #counts: number[] = [0];
   /** Indices forgetBackend gave back. */
   readonly #free: number[] = [];
-  /** Session id → number of holders (open WebSockets); such entries have expiry HELD. */
+  /** Session id → number of holders (open WebSockets); such entries have expiry word 0. */
   readonly #holds = new Map<string, { n: number }>();
   readonly #now: () => number;
   readonly #epoch: number;
@@ -146,33 +168,51 @@ export class SessionTable {
     this.#slot = SessionTable.#alloc(slots);
   }
 
-  /** `slots` free slots: EMPTY backend, HELD expiry. */
+  /** `slots` free slots (zeroed: EMPTY backend). */
   static #alloc(slots: number): Int32Array {
-    const a = new Int32Array(slots * STRIDE);
-    for (let i = EXP; i < a.length; i += STRIDE) a[i] = HELD;
-    return a;
+    return new Int32Array(slots * STRIDE);
   }
 
+  /** The expiry word for an expiry at `ms` (see #slot): smaller for later; 0 for never (held). */
   #sec(ms: number): number {
-    if (ms === Infinity) return HELD;
-    return Math.max(-HELD, Math.min(HELD - 1, Math.ceil((ms - this.#epoch) / 1000)));
+    if (ms === Infinity) return 0;
+    return HELD - Math.max(0, Math.min(HELD - 1, Math.ceil((ms - this.#epoch) / 1000)));
   }
 
-  #nowSec(): number {
-    return (this.#now() - this.#epoch) / 1000;
+  /** Expiry words from this one up are expired now. */
+  #expiredFrom(): number {
+    return HELD - (this.#now() - this.#epoch) / 1000;
   }
 
   /**
    * Offset of the slot holding the decoded key; if it is not there, ~offset (negative) of the free
-   * slot its probe run ends on, where an insert made right away would put it.
+   * slot its probe run ends on, where an insert made right away would put it. While resizing, an
+   * entry still in the old array is moved into that free slot first: offsets are always in #slot.
    */
   #find(): number {
     const s = this.#slot;
     const mask = this.#mask;
-    for (let i = home(K0, K1) & mask; ; i = (i + 1) & mask) {
+    const h = home(K0, K1);
+    for (let i = h & mask; ; i = (i + 1) & mask) {
       const o = i * STRIDE;
-      if (s[o + WHO] === EMPTY) return ~o;
+      if (s[o + WHO] === EMPTY) return this.#old === null ? ~o : this.#findOld(h, o);
       if (s[o] === K0 && s[o + 1] === K1) return o;
+    }
+  }
+
+  /** #find in the old array, for a key not in #slot; `free` is where its probe run there ends. */
+  #findOld(h: number, free: number): number {
+    const old = this.#old!;
+    const mask = this.#oldMask;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const o = i * STRIDE;
+      const who = old[o + WHO];
+      if (who === EMPTY) return ~free;
+      if (who !== MOVED && old[o] === K0 && old[o + 1] === K1) {
+        this.#write(free, K0, K1, who, old[o + EXP]);
+        old[o + WHO] = MOVED;
+        return free;
+      }
     }
   }
 
@@ -198,24 +238,29 @@ export class SessionTable {
     return idx;
   }
 
-  /** Put the key (k0, k1) in a free slot (it is not in the table; there is room). */
-  #insert(k0: number, k1: number, who: number, exp: number): void {
+  /** The free slot ending the probe run of the key (k0, k1), which is not in #slot (there is room). */
+  #freeSlot(k0: number, k1: number): number {
     const s = this.#slot;
     const mask = this.#mask;
     let o = (home(k0, k1) & mask) * STRIDE;
     while (s[o + WHO] !== EMPTY) o = (o + STRIDE) & (mask * STRIDE + STRIDE - 1);
-    this.#put(o, k0, k1, who, exp);
+    return o;
   }
 
-  /** Fill the free slot at offset `o`. */
+  /** Fill the free slot at offset `o` with a new entry. */
   #put(o: number, k0: number, k1: number, who: number, exp: number): void {
+    this.#write(o, k0, k1, who, exp);
+    this.#counts[who]++;
+    this.#size++;
+  }
+
+  /** Fill the free slot at offset `o` (an entry new to the table, or one moved from the old array). */
+  #write(o: number, k0: number, k1: number, who: number, exp: number): void {
     const s = this.#slot;
     s[o] = k0;
     s[o + 1] = k1;
     s[o + EXP] = exp;
     s[o + WHO] = who;
-    this.#counts[who]++;
-    this.#size++;
   }
 
   /** Free the slot at offset `at`, shifting later entries of its probe run back (linear probing without tombstones). */
@@ -239,30 +284,56 @@ export class SessionTable {
       hole = j;
     }
     s[hole + WHO] = EMPTY;
-    s[hole + EXP] = HELD;
+    s[hole + EXP] = 0; // a free slot reads as never expiring: a sweep's test stays false
   }
 
   /**
-   * Double the slots once the table is half full. Eviction keeps entries at the cap, so slots
-   * stop at twice the cap; only sessions held by WebSockets (never evicted) can go past it.
+   * Double the slots once the table is half full (#size counts both arrays while resizing, so
+   * #slot is at most that full). Eviction keeps entries at the cap, so slots stop at twice the
+   * cap; only sessions held by WebSockets (never evicted) can go past it.
    */
   #grow(): void {
     const slots = this.#mask + 1;
-    if (this.#size * 2 >= slots) this.#rehash(slots * 2);
+    if (this.#size * 2 >= slots) this.#resize(slots * 2);
   }
 
-  /** Move every entry into a table of `slots` slots. */
-  #rehash(slots: number): void {
-    const old = this.#slot;
+  /**
+   * Start moving to an array of `slots` slots. The current one becomes the old array, emptied into
+   * the new one by #move: MOVE_STEP slots per new session, a part per partial sweep, all of it by a
+   * whole sweep or forgetBackend. A resize still under way is finished first.
+   */
+  #resize(slots: number): void {
+    if (this.#old !== null) this.#move(Infinity);
+    this.#old = this.#slot;
+    this.#oldMask = this.#mask;
+    this.#moved = 0;
     this.#mask = slots - 1;
     this.#slot = SessionTable.#alloc(slots);
-    this.#size = 0;
     this.#cursor = 0;
     this.#sweepAt = 0;
-    for (let i = 0; i < this.#counts.length; i++) this.#counts[i] = 0;
-    for (let o = 0; o < old.length; o += STRIDE) {
-      if (old[o + WHO] !== EMPTY) this.#insert(old[o], old[o + 1], old[o + WHO], old[o + EXP]);
+  }
+
+  /**
+   * Move the entries of the old array's next `n` slots into #slot, dropping those whose expiry
+   * word is `expiredFrom` or more (a sweep's moves pass #expiredFrom()); done with the old array
+   * after its last.
+   */
+  #move(n: number, expiredFrom = Infinity): void {
+    const old = this.#old!;
+    const end = Math.min(old.length, this.#moved + n * STRIDE);
+    let o = this.#moved;
+    for (; o < end; o += STRIDE) {
+      const who = old[o + WHO];
+      if (who === EMPTY || who === MOVED) continue;
+      old[o + WHO] = MOVED;
+      if (old[o + EXP] >= expiredFrom) {
+        this.#counts[who]--;
+        this.#size--;
+        this.#generation++;
+      } else this.#write(this.#freeSlot(old[o], old[o + 1]), old[o], old[o + 1], who, old[o + EXP]);
     }
+    this.#moved = o;
+    if (o === old.length) this.#old = null;
   }
 
   /** Forget the entry expiring first among a few, skipping held ones. */
@@ -274,9 +345,9 @@ export class SessionTable {
     let i = this.#cursor;
     for (let n = 0; n <= mask && n < EVICTION_SCAN && seen < EVICTION_SAMPLE; n++, i = (i + 1) & mask) {
       const o = i * STRIDE;
-      if (s[o + WHO] === EMPTY || s[o + EXP] === HELD) continue;
+      if (s[o + WHO] === EMPTY || s[o + EXP] === 0) continue; // free, or held
       seen++;
-      if (victim === -1 || s[o + EXP] < s[victim + EXP]) victim = o;
+      if (victim === -1 || s[o + EXP] > s[victim + EXP]) victim = o;
     }
     this.#cursor = i;
     if (victim !== -1) this.#remove(victim);
@@ -295,7 +366,7 @@ export class SessionTable {
     if (at >= 0) {
       const s = this.#slot;
       if (s[at + WHO] === who) {
-        if (s[at + EXP] !== HELD && e > s[at + EXP]) s[at + EXP] = e;
+        if (e < s[at + EXP]) s[at + EXP] = e; // later (a held one's 0 stays)
         return true;
       }
       // Re-pinned: it leaves its old backend (and any hold there).
@@ -310,11 +381,12 @@ export class SessionTable {
     // removal, nor when the table must first make room (at its cap, or half full): entries move.
     if (at < 0 && this.#size < this.#cap && this.#size * 2 < this.#mask + 1) {
       this.#put(~at, k0, k1, who, e);
-      return true;
+    } else {
+      if (this.#size >= this.#cap) this.#evictOne();
+      this.#grow();
+      this.#put(this.#freeSlot(k0, k1), k0, k1, who, e);
     }
-    if (this.#size >= this.#cap) this.#evictOne();
-    this.#grow();
-    this.#insert(k0, k1, who, e);
+    if (this.#old !== null) this.#move(MOVE_STEP);
     return true;
   }
 
@@ -322,7 +394,7 @@ export class SessionTable {
   isLive(sessionId: string, backend: string): boolean {
     if (!decode(sessionId)) return false;
     const at = this.#find();
-    return at >= 0 && this.#ids[this.#slot[at + WHO]] === backend && this.#slot[at + EXP] > this.#nowSec();
+    return at >= 0 && this.#ids[this.#slot[at + WHO]] === backend && this.#slot[at + EXP] < this.#expiredFrom();
   }
 
   /**
@@ -361,7 +433,7 @@ export class SessionTable {
     for (const id of this.#holds.keys()) {
       if (!decode(id)) continue;
       const at = this.#find();
-      if (at >= 0 && this.#slot[at + EXP] === HELD) out.push([id, this.#ids[this.#slot[at + WHO]]!]);
+      if (at >= 0 && this.#slot[at + EXP] === 0) out.push([id, this.#ids[this.#slot[at + WHO]]!]);
     }
     return out;
   }
@@ -380,15 +452,24 @@ export class SessionTable {
     return this.#generation;
   }
 
-  /** Slots allocated (16 bytes each): the table's memory, which grows and shrinks with it. */
+  /**
+   * Slots of the current array (16 bytes each): the table's memory, which grows and shrinks with
+   * it. While a resize is under way the old array is held as well.
+   */
   get slots(): number {
     return this.#mask + 1;
+  }
+
+  /** Slots of the old array not yet moved while the table resizes; 0 when it is not resizing. */
+  get moving(): number {
+    return this.#old === null ? 0 : (this.#old.length - this.#moved) / STRIDE;
   }
 
   /** Drop a backend's entries and free its index. O(slots); an admin action, not per request. */
   forgetBackend(backend: string): void {
     const idx = this.#index.get(backend);
     if (idx === undefined) return;
+    if (this.#old !== null) this.#move(Infinity); // its entries are then all in #slot
     // Its holds first: the table keeps keys, not ids, so they are found from the ids held.
     for (const id of this.#holds.keys()) {
       if (!decode(id)) continue;
@@ -412,22 +493,33 @@ export class SessionTable {
    * (2^21 slots) takes ~17 ms, a part of a twentieth under 1 ms (8 ns a slot: each slot's 16
    * bytes are read, where the three-array layout read 4 and took 6 ns). A table of up to SWEEP_MIN
    * slots is swept whole. When a call completes a pass over the table, the table shrinks if a
-   * flood has expired (to a quarter full at most), so its memory is returned: that call is one
-   * rehash, 7–32 ms at the cap (once per flood that expires). True when a pass was completed.
+   * flood has expired (to a quarter full at most), so its memory is returned. While the table
+   * resizes, a partial sweep moves entries instead (dropping the expired ones): `part` of the old
+   * array (at least SWEEP_MIN slots), so the move out of a table at its cap (2^21 slots, 7–32 ms
+   * in one go) is spread over 20 calls of a twentieth. A whole sweep finishes the move, sweeps,
+   * and shrinks in one go. True when a pass over the table was completed.
    */
   sweep(part = 1): boolean {
-    const now = this.#nowSec();
+    const expired = this.#expiredFrom();
+    const all = !(part < 1);
+    if (this.#old !== null) {
+      if (!all) {
+        this.#move(Math.max(SWEEP_MIN, Math.ceil((this.#oldMask + 1) * part)), expired);
+        return false;
+      }
+      this.#move(Infinity, expired);
+    }
     // A whole sweep is one call with no budget from the first slot. Otherwise every look counts,
     // a second look after a removal included (a later entry may have shifted into the freed
     // slot): the work per call is bounded, not just the slots passed.
-    const whole = !(part < 1) || this.#mask < SWEEP_MIN;
+    const whole = all || this.#mask < SWEEP_MIN;
     const budget = whole ? Infinity : Math.max(SWEEP_MIN, Math.ceil((this.#mask + 1) * part));
     // In locals: #remove shifts entries within this array, never replaces it.
     const s = this.#slot;
     const end = s.length;
     let o = whole ? 0 : this.#sweepAt;
     for (let n = 0; n < budget; n++) {
-      if (s[o + EXP] <= now && s[o + WHO] !== EMPTY) this.#remove(o);
+      if (s[o + EXP] >= expired && s[o + WHO] !== EMPTY) this.#remove(o);
       else if ((o += STRIDE) >= end) break;
     }
     if (o < end) {
@@ -437,7 +529,10 @@ export class SessionTable {
     this.#sweepAt = 0;
     let slots = this.#mask + 1;
     while (slots > this.#minSlots && this.#size * 8 < slots) slots /= 2;
-    if (slots < this.#mask + 1) this.#rehash(slots);
+    if (slots < this.#mask + 1) {
+      this.#resize(slots);
+      if (all) this.#move(Infinity);
+    }
     return true;
   }
 }

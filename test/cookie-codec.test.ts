@@ -368,9 +368,10 @@ describe('SessionTable', () => {
         growths++;
         expect([t.slots, t.moving]).toEqual([slots * 2, slots - 4]); // the previous move had ended
         expect(moving).toBe(0);
-        // Reachable from either array, re-pins included, at the start of the move and halfway.
+        // Reachable from either array at the start of the move (and halfway, below; re-pins in either array meanwhile).
         for (let j = 0; j <= i; j += 97) expect(t.isLive(id(j), backend(j))).toBe(true);
       } else if (moving > 0) expect(t.moving).toBe(Math.max(0, moving - 4));
+      if (t.moving === t.slots / 4) for (let j = 0; j <= i; j += 97) expect(t.isLive(id(j), backend(j))).toBe(true); // halfway
       if (t.moving > 0 && t.moving % 512 === 0) {
         const j = (i * 7919) % (i + 1);
         t.touch(id(j), 'moved', 10_000); // a re-pin of an entry in either array
@@ -383,7 +384,7 @@ describe('SessionTable', () => {
     for (let j = 0; j < n; j++) if (!t.isLive(id(j), backend(j))) expect.fail(`${j} lost`);
   });
 
-  it('a growth during a shrink\'s move finishes that move first; forgetBackend and a whole sweep finish it too', async () => {
+  it("after a shrink, new sessions empty the old array (a step scaled to its size) before the table must grow; forgetBackend mid-move drops only its backend's", async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const { randomBytes } = await import('node:crypto');
     let now = 0;
@@ -396,19 +397,87 @@ describe('SessionTable', () => {
     now = 50_000;
     while (!t.sweep(1 / 20));
     expect([t.size, t.slots, t.moving]).toEqual([200, 1024, 65_536]); // shrunk; the move has just begun
-    // A flood before the sweeps have moved anything: growth comes while the old array is full.
-    for (let i = n; i < n + 400; i++) t.touch(id(i), 'n2', 100_000);
+    // A flood before any sweep has moved anything: 312 new sessions make 1,024 slots half full.
+    let grewWhileMoving = 0;
+    for (let i = n; i < n + 400; i++) {
+      const [slots, moving] = [t.slots, t.moving];
+      t.touch(id(i), 'n2', 100_000);
+      if (t.slots !== slots && moving > 0) grewWhileMoving++;
+    }
+    expect(grewWhileMoving).toBe(0); // at 4 slots a session it would have had 64,288 left to move in one call
     expect([t.size, t.slots, t.count('n1'), t.count('n2')]).toEqual([600, 2048, 200, 400]);
-    for (let i = 0; i < 200; i++) expect(t.isLive(id(i), 'n1')).toBe(true);
-    for (let i = n; i < n + 400; i++) expect(t.isLive(id(i), 'n2')).toBe(true);
-    expect(t.moving).toBeGreaterThan(0); // the growth's own move
+    const moving = t.moving;
+    expect(moving).toBeGreaterThan(0); // the growth's own move: some of n2's sessions are still in the old array
     t.forgetBackend('n2');
-    expect([t.moving, t.size, t.count('n1'), t.count('n2')]).toEqual([0, 200, 200, 0]);
+    expect([t.moving, t.size, t.count('n1'), t.count('n2')]).toEqual([moving, 200, 200, 0]); // not finished for it
     for (let i = 0; i < 200; i++) expect(t.isLive(id(i), 'n1')).toBe(true);
+    for (let i = n; i < n + 400; i++) expect(t.isLive(id(i), 'n2')).toBe(false);
     for (let i = n; i < n + 1200; i++) t.touch(id(i), 'n3', 100_000);
     expect(t.moving).toBeGreaterThan(0);
     t.sweep();
     expect([t.moving, t.size, t.count('n3')]).toEqual([0, 1400, 1200]);
+  });
+
+  it('a partial sweep during a move drops the expired entries it moves; expiry is exact to the second in either array', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    let now = 0;
+    const t = new SessionTable(() => now);
+    // 512 sessions fill 1,024 slots to half; the 513th grows the table, and the 512 wait in the old array.
+    for (let i = 0; i < 512; i++) t.touch(sid(i), 'n1', i < 256 ? 10_000 : 20_000);
+    t.touch(sid(512), 'n2', 10_000);
+    expect([t.slots, t.moving]).toEqual([2048, 1020]);
+    now = 9_999;
+    expect([t.isLive(sid(0), 'n1'), t.isLive(sid(512), 'n2')]).toEqual([true, true]); // sid(0) moved on access
+    now = 10_000;
+    expect([t.isLive(sid(1), 'n1'), t.isLive(sid(512), 'n2'), t.isLive(sid(300), 'n1')]).toEqual([false, false, true]);
+    expect(t.sweep(1 / 20)).toBe(false); // moves a part of the old array (1,024 slots at least: all of it here)…
+    expect(t.moving).toBe(0);
+    expect(t.size).toBeLessThan(513); // …and drops the expired it moved
+    while (!t.sweep(1 / 20));
+    expect([t.size, t.count('n1'), t.count('n2')]).toEqual([256, 256, 0]);
+    now = 19_999;
+    t.sweep();
+    expect(t.size).toBe(256);
+    now = 20_000;
+    t.sweep();
+    expect(t.size).toBe(0);
+  });
+
+  it('holds, releases and held() reach a session still in the old array', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    let now = 0;
+    const t = new SessionTable(() => now);
+    const release = t.hold(sid(0), 'n1', 1000);
+    const second = t.hold(sid(1), 'n1', 1000);
+    for (let i = 2; i < 513; i++) t.touch(sid(i), 'n1', 10_000); // the 513th grows the table
+    expect([t.slots, t.moving > 0]).toEqual([2048, true]);
+    const sorted = (x: Array<[string, string]>): string[] => x.map(([i, b]) => `${i}@${b}`).sort();
+    expect(sorted(t.held())).toEqual(sorted([[sid(0), 'n1'], [sid(1), 'n1']]));
+    release();
+    expect(t.held()).toEqual([[sid(1), 'n1']]);
+    now = 60_000;
+    expect([t.isLive(sid(0), 'n1'), t.isLive(sid(1), 'n1'), t.isLive(sid(2), 'n1')]).toEqual([false, true, false]);
+    second();
+    now = 61_001;
+    expect(t.isLive(sid(1), 'n1')).toBe(false);
+  });
+
+  it('keeps the order of expiries before the table was made (a clock stepped back), and takes an expiry of NaN as long past', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    const start = 1_800_000_000_000;
+    let now = start;
+    const t = new SessionTable(() => now);
+    t.touch(sid(1), 'n1', start - 60_000); // already expired when recorded
+    t.touch(sid(2), 'n1', start + 60_000);
+    t.touch(sid(3), 'n1', Number.NaN);
+    expect([t.isLive(sid(1), 'n1'), t.isLive(sid(2), 'n1'), t.isLive(sid(3), 'n1')]).toEqual([false, true, false]);
+    now = start - 120_000; // the wall clock stepped back two minutes: sid(1) has a minute left
+    expect([t.isLive(sid(1), 'n1'), t.isLive(sid(3), 'n1')]).toEqual([true, false]);
+    t.sweep();
+    expect([t.size, t.count('n1')]).toEqual([2, 2]);
+    now = start;
+    t.sweep();
+    expect([t.size, t.isLive(sid(2), 'n1')]).toEqual([1, true]);
   });
 
   it('at its cap while growing: an entry evicted after its move stays gone (the old array keeps no copy of it)', async () => {

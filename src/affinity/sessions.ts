@@ -10,9 +10,9 @@ import { BASE64URL_ALPHABET as ALPHABET } from '../util/base64url.js';
  * Map slot per session: a full major GC does not visit a million sessions. A slot is four 32-bit
  * words side by side, 16 bytes, four to a cache line: the session's key, its expiry in whole
  * seconds since the table's epoch (rounded up, so an entry may outlive its cookie by under a
- * second; stored counting down, see #slot) and its backend's index. A lookup or an insert touches one cache line, where the three
- * arrays of the earlier layout touched three: in a table at its cap (2^21 slots, 32 MiB) each is
- * a likely cache miss (what that bought: bench/RESULTS.md).
+ * second; stored counting down, see #slot) and its backend's index. A lookup or an insert touches
+ * one cache line, where the three arrays of the earlier layout touched three: in a table at its cap
+ * (2^21 slots, 32 MiB) each is a likely cache miss (what that bought: bench/RESULTS.md).
  *
  * The key is a 64-bit fold of the id's 96 bits: a session id is 12 random bytes (16 base64url
  * characters), three words, and the third is mixed into the other two (multiplied by odd
@@ -27,16 +27,19 @@ import { BASE64URL_ALPHABET as ALPHABET } from '../util/base64url.js';
  * then three arrays (id words, expiries, backends: 18 bytes a slot, three cache misses an
  * insert), then this one array moved whole on every resize.
  */
-/** The last second an expiry word can say (see #slot); a session held by a WebSocket never expires: word 0. */
+/** The expiry word of second 0 after the table's epoch (see #slot); a held session's word is 0. */
 const HELD = 0x7fffffff;
+/** How far before its creation a table's epoch lies: expiries down to a year back keep their order. */
+const EPOCH_BACK_MS = 365 * 86_400_000;
 const EMPTY = 0; // `who` of a free slot (backend indices start at 1)
 /** `who` of an old array's slot whose entry has moved on: probe runs go on through it. */
 const MOVED = -1;
 /**
- * Slots of the old array moved per new session while the table resizes. Growth starts when the
- * new array (twice the old) is a quarter full; at 4 slots a session it is emptied before a
- * quarter more comes in, so it is done before the next growth. A growth that comes first (a
- * shrink, then a flood) finishes the move at once.
+ * Slots of the old array moved per new session while the table resizes, at least. A growth
+ * starts when the new array (twice the old) is a quarter full: at 4 slots a session the old one
+ * is emptied by the time half of the quarter left before the next growth has come in. A shrink
+ * moves out of an array up to 2^11 times the new one: its step is scaled to the same margin
+ * (see #resize), so the move always ends before the next growth would have to finish it.
  */
 const MOVE_STEP = 4;
 const MIN_SLOTS = 1024;
@@ -111,11 +114,13 @@ export function homeSlot(id: string, slots: number): number {
 export class SessionTable {
   #mask: number;
   /**
-   * STRIDE words per slot: key (two words), expiry, backend index. The expiry word holds what
-   * #sec gives: HELD minus the expiry in seconds since #epoch (0 to HELD-1), or 0 for a session an
-   * open WebSocket keeps: a later expiry is a smaller word. A zeroed slot (EMPTY backend) then
-   * reads as never expiring, so a sweep's one test per slot (expired?) is almost never true, and
-   * a new array needs no pass to mark its free slots (at 2^21 slots, a stall of its own).
+   * STRIDE words per slot: key (two words), expiry, backend index. The expiry word holds what #sec
+   * gives: HELD minus the expiry in seconds since #epoch (seconds 0 to HELD-1, words HELD down to
+   * 1; an expiry before the epoch, a year before the table was made, counts as second 0), or 0 for
+   * a session an open WebSocket keeps: a later expiry is a smaller word. A zeroed slot (EMPTY
+   * backend) then reads as never expiring, so a sweep's one test per slot (expired?) is almost
+   * never true, and a new array needs no pass to mark its free slots (at 2^21 slots, a stall of its
+   * own).
    */
   #slot: Int32Array;
   /**
@@ -125,6 +130,8 @@ export class SessionTable {
   #old: Int32Array | null = null;
   #oldMask = 0;
   #moved = 0;
+  /** Slots of the old array moved per new session (MOVE_STEP, or more after a shrink). */
+  #step = MOVE_STEP;
   /** Live entries, in both arrays while resizing. */
   #size = 0;
   /** Backend id → index, index → id, index → live entries. */
@@ -161,7 +168,7 @@ export class SessionTable {
   constructor(now: () => number, cap = 1_000_000, slots = MIN_SLOTS) {
     if (slots < 2 || (slots & (slots - 1)) !== 0) throw new RangeError('slots must be a power of two');
     this.#now = now;
-    this.#epoch = now();
+    this.#epoch = now() - EPOCH_BACK_MS;
     this.#cap = cap;
     this.#minSlots = slots;
     this.#mask = slots - 1;
@@ -176,7 +183,8 @@ export class SessionTable {
   /** The expiry word for an expiry at `ms` (see #slot): smaller for later; 0 for never (held). */
   #sec(ms: number): number {
     if (ms === Infinity) return 0;
-    return HELD - Math.max(0, Math.min(HELD - 1, Math.ceil((ms - this.#epoch) / 1000)));
+    const sec = Math.ceil((ms - this.#epoch) / 1000);
+    return HELD - (sec > 0 ? Math.min(HELD - 1, sec) : 0); // NaN (never passed) as long expired, not as held
   }
 
   /** Expiry words from this one up are expired now. */
@@ -299,8 +307,10 @@ export class SessionTable {
 
   /**
    * Start moving to an array of `slots` slots. The current one becomes the old array, emptied into
-   * the new one by #move: MOVE_STEP slots per new session, a part per partial sweep, all of it by a
-   * whole sweep or forgetBackend. A resize still under way is finished first.
+   * the new one by #move: #step slots per new session, a part per partial sweep, all of it by a
+   * whole sweep. The step is such that the move ends when at most half of the sessions that
+   * would make the new array half full have come in: a growth always finds the move done (a
+   * resize still under way would be finished first, in one call).
    */
   #resize(slots: number): void {
     if (this.#old !== null) this.#move(Infinity);
@@ -311,6 +321,8 @@ export class SessionTable {
     this.#slot = SessionTable.#alloc(slots);
     this.#cursor = 0;
     this.#sweepAt = 0;
+    const room = Math.max(1, slots / 2 - this.#size); // new sessions before the next growth
+    this.#step = Math.max(MOVE_STEP, Math.ceil((2 * (this.#oldMask + 1)) / room));
   }
 
   /**
@@ -336,7 +348,10 @@ export class SessionTable {
     if (o === old.length) this.#old = null;
   }
 
-  /** Forget the entry expiring first among a few, skipping held ones. */
+  /**
+   * Forget the entry expiring first among a few, skipping held ones. While the table resizes, the
+   * sample is from #slot only (a growth's move ends long before a default cap is reached).
+   */
   #evictOne(): void {
     const s = this.#slot;
     const mask = this.#mask;
@@ -386,7 +401,7 @@ export class SessionTable {
       this.#grow();
       this.#put(this.#freeSlot(k0, k1), k0, k1, who, e);
     }
-    if (this.#old !== null) this.#move(MOVE_STEP);
+    if (this.#old !== null) this.#move(this.#step);
     return true;
   }
 
@@ -465,16 +480,28 @@ export class SessionTable {
     return this.#old === null ? 0 : (this.#old.length - this.#moved) / STRIDE;
   }
 
-  /** Drop a backend's entries and free its index. O(slots); an admin action, not per request. */
+  /**
+   * Drop a backend's entries and free its index. O(slots) of both arrays while resizing (the old
+   * one's are marked moved, not moved); an admin action, not per request.
+   */
   forgetBackend(backend: string): void {
     const idx = this.#index.get(backend);
     if (idx === undefined) return;
-    if (this.#old !== null) this.#move(Infinity); // its entries are then all in #slot
     // Its holds first: the table keeps keys, not ids, so they are found from the ids held.
     for (const id of this.#holds.keys()) {
       if (!decode(id)) continue;
       const at = this.#find();
       if (at >= 0 && this.#slot[at + WHO] === idx) this.#holds.delete(id);
+    }
+    const old = this.#old;
+    if (old !== null) {
+      for (let o = this.#moved; o < old.length; o += STRIDE) {
+        if (old[o + WHO] !== idx) continue;
+        old[o + WHO] = MOVED; // gone: lookups in the old array go on through it
+        this.#counts[idx]--;
+        this.#size--;
+        this.#generation++;
+      }
     }
     const s = this.#slot;
     for (let o = 0; o < s.length; ) {
@@ -487,17 +514,17 @@ export class SessionTable {
   }
 
   /**
-   * Drop expired entries from `part` of the table (at least SWEEP_MIN slots), going on from
-   * where the last call stopped; `part` 1 sweeps the whole table now. Run on timers, not per
-   * request, in parts so that no call stalls the event loop: a pass over a table at its cap
-   * (2^21 slots) takes ~17 ms, a part of a twentieth under 1 ms (8 ns a slot: each slot's 16
-   * bytes are read, where the three-array layout read 4 and took 6 ns). A table of up to SWEEP_MIN
-   * slots is swept whole. When a call completes a pass over the table, the table shrinks if a
+   * Drop expired entries from `part` of the table (at least SWEEP_MIN slots), going on from where
+   * the last call stopped; `part` 1 sweeps the whole table now. Run on timers, not per request, in
+   * parts so that no call stalls the event loop: a pass over a table at its cap (2^21 slots) takes
+   * ~17 ms, a part of a twentieth under 1 ms (8 ns a slot: each slot's 16 bytes are read, where the
+   * three-array layout read 4 and took 6 ns). A table of up to SWEEP_MIN slots is swept whole (once
+   * no resize is under way). When a call completes a pass over the table, the table shrinks if a
    * flood has expired (to a quarter full at most), so its memory is returned. While the table
    * resizes, a partial sweep moves entries instead (dropping the expired ones): `part` of the old
-   * array (at least SWEEP_MIN slots), so the move out of a table at its cap (2^21 slots, 7–32 ms
-   * in one go) is spread over 20 calls of a twentieth. A whole sweep finishes the move, sweeps,
-   * and shrinks in one go. True when a pass over the table was completed.
+   * array (at least SWEEP_MIN slots), so the move out of a table at its cap (2^21 slots, 7–32 ms in
+   * one go) is spread over 20 calls of a twentieth. A whole sweep finishes the move, sweeps, and
+   * shrinks in one go. True when a pass over the table was completed.
    */
   sweep(part = 1): boolean {
     const expired = this.#expiredFrom();

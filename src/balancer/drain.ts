@@ -62,7 +62,8 @@ export class DrainMonitor extends EventEmitter<{ deadline: [Backend]; drained: [
     const now = this.#now();
     // Progress is counted in live sessions: while something drains, sweep a tenth of the tables
     // every tick besides the housekeeping timer's parts, so the count goes down as users leave
-    // (a table of up to 1,024 slots is swept whole). A whole sweep per tick of a table at its
+    // (a table of up to 1,024 slots is swept whole, once no resize is under way: until then a
+    // part moves entries, and drops the expired ones). A whole sweep per tick of a table at its
     // cap would stall requests for ~25 ms twice a second.
     if (this.#registry.all().some((b) => b.adminState === 'draining')) this.#balancer.sweep(0.1);
     for (const b of this.#registry.all()) {

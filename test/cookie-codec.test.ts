@@ -399,19 +399,27 @@ describe('SessionTable', () => {
     expect([t.size, t.slots, t.moving]).toEqual([200, 1024, 65_536]); // shrunk; the move has just begun
     // A flood before any sweep has moved anything: 312 new sessions make 1,024 slots half full.
     let grewWhileMoving = 0;
+    let movedBy = -1;
     for (let i = n; i < n + 400; i++) {
       const [slots, moving] = [t.slots, t.moving];
       t.touch(id(i), 'n2', 100_000);
       if (t.slots !== slots && moving > 0) grewWhileMoving++;
+      if (movedBy < 0 && t.moving === 0) movedBy = i - n + 1;
     }
     expect(grewWhileMoving).toBe(0); // at 4 slots a session it would have had 64,288 left to move in one call
+    expect(movedBy).toBeLessThanOrEqual(156); // by half of the 312 sessions the 1,024 slots had room for
     expect([t.size, t.slots, t.count('n1'), t.count('n2')]).toEqual([600, 2048, 200, 400]);
     const moving = t.moving;
     expect(moving).toBeGreaterThan(0); // the growth's own move: some of n2's sessions are still in the old array
     t.forgetBackend('n2');
     expect([t.moving, t.size, t.count('n1'), t.count('n2')]).toEqual([moving, 200, 200, 0]); // not finished for it
     for (let i = 0; i < 200; i++) expect(t.isLive(id(i), 'n1')).toBe(true);
-    for (let i = n; i < n + 400; i++) expect(t.isLive(id(i), 'n2')).toBe(false);
+    t.touch(id(n + 1200), 'n4', 100_000); // takes over n2's index: none of n2's entries may count for it
+    for (let i = n; i < n + 400; i++) expect(t.isLive(id(i), 'n4')).toBe(false);
+    expect(t.count('n4')).toBe(1);
+    t.sweep();
+    expect([t.count('n4'), t.size]).toEqual([1, 201]);
+    t.forgetBackend('n4');
     for (let i = n; i < n + 1200; i++) t.touch(id(i), 'n3', 100_000);
     expect(t.moving).toBeGreaterThan(0);
     t.sweep();
@@ -462,6 +470,22 @@ describe('SessionTable', () => {
     expect(t.isLive(sid(1), 'n1')).toBe(false);
   });
 
+  it('forgetting a backend whose held session is still in the old array ends that hold for good', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    let now = 0;
+    const t = new SessionTable(() => now);
+    t.hold(sid(0), 'A', 1000); // its release is never called: the backend goes
+    for (let i = 1; i < 513; i++) t.touch(sid(i), 'B', 10_000); // the 513th grows the table; sid(0) stays in the old array
+    expect([t.slots, t.moving > 0]).toEqual([2048, true]);
+    t.forgetBackend('A');
+    expect([t.held(), t.isLive(sid(0), 'A'), t.size]).toEqual([[], false, 512]);
+    const release = t.hold(sid(0), 'A', 1000); // back on A, held by a new WebSocket
+    expect(t.held()).toEqual([[sid(0), 'A']]);
+    release(); // its only holder: the session idles out from now
+    now = 1_001;
+    expect([t.held(), t.isLive(sid(0), 'A')]).toEqual([[], false]);
+  });
+
   it('keeps the order of expiries before the table was made (a clock stepped back), and takes an expiry of NaN as long past', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     const start = 1_800_000_000_000;
@@ -471,6 +495,10 @@ describe('SessionTable', () => {
     t.touch(sid(2), 'n1', start + 60_000);
     t.touch(sid(3), 'n1', Number.NaN);
     expect([t.isLive(sid(1), 'n1'), t.isLive(sid(2), 'n1'), t.isLive(sid(3), 'n1')]).toEqual([false, true, false]);
+    now = start - 60_000;
+    expect(t.isLive(sid(1), 'n1')).toBe(false); // its expiry, exactly
+    now = start - 61_000;
+    expect(t.isLive(sid(1), 'n1')).toBe(true);
     now = start - 120_000; // the wall clock stepped back two minutes: sid(1) has a minute left
     expect([t.isLive(sid(1), 'n1'), t.isLive(sid(3), 'n1')]).toEqual([true, false]);
     t.sweep();

@@ -426,7 +426,7 @@ describe('SessionTable', () => {
     expect([t.moving, t.size, t.count('n3')]).toEqual([0, 1400, 1200]);
   });
 
-  it('a partial sweep during a move drops the expired entries it moves; expiry is exact to the second in either array', async () => {
+  it('a partial sweep during a move drops the expired entries it moves; expiry is exact to the second', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
     let now = 0;
     const t = new SessionTable(() => now);

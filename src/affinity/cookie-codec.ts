@@ -17,6 +17,8 @@ import { base64url12 } from '../util/base64url.js';
  * Everything needed to enforce maxIdle/maxLife is in the cookie: no server-side table.
  */
 const VERSION = 1;
+/** Bytes 0..12: the same in every cookie for one backend under one key. */
+const PREFIX = 13;
 const BODY = 33;
 const MAC = 16;
 const TOTAL = BODY + MAC;
@@ -69,6 +71,15 @@ export function cookieAge(issuedAt: number, lastSeen: number, now: number, limit
  */
 export const detached = (value: string): string => Buffer.from(value, 'latin1').toString('latin1');
 
+/** A time in whole seconds as a u32, big-endian, at `at` (what `writeUInt32BE` writes, without its checks: `seconds >>> 0` wraps like it). */
+function putU32(buf: Uint8Array, at: number, seconds: number): void {
+  const v = seconds >>> 0;
+  buf[at] = v >>> 24;
+  buf[at + 1] = v >>> 16;
+  buf[at + 2] = v >>> 8;
+  buf[at + 3] = v;
+}
+
 export class CookieCodec {
   readonly #keys: Key[];
   readonly #byId = new Map<string, Key>();
@@ -98,14 +109,21 @@ export class CookieCodec {
 
   /** Backend tokens per key id (one HMAC per backend, not per cookie). */
   readonly #tokens = new Map<string, Map<string, string>>();
-  /** The signing key's tokens as bytes, as encode writes them (bounded like #tokens). */
-  readonly #tokenBuffers = new Map<string, Buffer>();
+  /**
+   * Per backend, a cookie's first 13 bytes under the signing key (version, key id, backend
+   * token), as #issue copies them: one lookup a cookie (bounded like #tokens).
+   */
+  readonly #prefixes = new Map<string, Uint8Array>();
 
-  #tokenBytes(backendId: string, key: Key): Buffer {
-    let bytes = this.#tokenBuffers.get(backendId);
+  #prefix(backendId: string): Uint8Array {
+    let bytes = this.#prefixes.get(backendId);
     if (bytes === undefined) {
-      bytes = Buffer.from(this.tokenFor(backendId, key.idHex), 'hex');
-      if (this.#tokenBuffers.size < 10_000) this.#tokenBuffers.set(backendId, bytes);
+      const key = this.#keys[0];
+      bytes = new Uint8Array(PREFIX);
+      bytes[0] = VERSION;
+      bytes.set(key.id, 1);
+      bytes.set(Buffer.from(this.tokenFor(backendId, key.idHex), 'hex'), 5);
+      if (this.#prefixes.size < 10_000) this.#prefixes.set(backendId, bytes);
     }
     return bytes;
   }
@@ -143,18 +161,15 @@ export class CookieCodec {
 
   /** Build and sign a cookie in the scratch buffer: version, key id, backend token, session id (given, or random), times. */
   #issue(backendId: string, issuedAt: number, lastSeen: number, sessionId?: string): string {
-    const key = this.#keys[0];
     const buf = this.#scratch;
-    buf[0] = VERSION;
-    for (let i = 0; i < 4; i++) buf[1 + i] = key.id[i];
-    const token = this.#tokenBytes(backendId, key);
-    for (let i = 0; i < 8; i++) buf[5 + i] = token[i];
+    const prefix = this.#prefix(backendId);
+    for (let i = 0; i < PREFIX; i++) buf[i] = prefix[i];
     if (sessionId === undefined) randomInto(buf, 13, 12);
     // Decoded straight into place: 16 base64url characters are exactly 12 bytes.
     else if (sessionId.length !== 16 || buf.write(sessionId, 13, 12, 'base64url') !== 12) throw new Error('session id must be 12 bytes');
-    buf.writeUInt32BE(Math.floor(issuedAt / 1000) >>> 0, 25);
-    buf.writeUInt32BE(Math.floor(lastSeen / 1000) >>> 0, 29);
-    key.mac.digestInto(buf, BODY, buf, BODY, MAC); // the MAC into the cookie's own tail
+    putU32(buf, 25, Math.floor(issuedAt / 1000));
+    putU32(buf, 29, Math.floor(lastSeen / 1000));
+    this.#keys[0].mac.digestInto(buf, BODY, buf, BODY, MAC); // the MAC into the cookie's own tail
     return buf.toString('base64url');
   }
 

@@ -67,16 +67,17 @@ export class HmacSha256 {
     const end = Math.ceil((n + 9) / 64) * 64;
     let from = this.#innerStart;
     for (let off = 0; off < end; off += 64) {
-      for (let i = 0; i < 16; i++) {
-        const p = off + i * 4;
-        if (p + 4 <= n) w[i] = (msg[p] << 24) | (msg[p + 1] << 16) | (msg[p + 2] << 8) | msg[p + 3];
-        else if (p > n) w[i] = 0;
-        else {
-          let v = 0;
-          for (let j = p; j < p + 4; j++) v = (v << 8) | (j < n ? msg[j] : j === n ? 0x80 : 0);
-          w[i] = v;
-        }
+      // The block's whole words of message, the word holding its end (with the 0x80 after it),
+      // then zeros. Which is which depends only on the length.
+      const whole = Math.min(16, Math.max(0, (n - off) >> 2));
+      let i = 0;
+      for (let p = off; i < whole; i++, p += 4) w[i] = (msg[p] << 24) | (msg[p + 1] << 16) | (msg[p + 2] << 8) | msg[p + 3];
+      if (i < 16 && off + i * 4 <= n) {
+        let v = 0;
+        for (let j = off + i * 4, last = j + 4; j < last; j++) v = (v << 8) | (j < n ? msg[j] : j === n ? 0x80 : 0);
+        w[i++] = v;
       }
+      for (; i < 16; i++) w[i] = 0;
       if (off + 64 === end) w[15] = (64 + n) * 8;
       compress(from, w, s);
       from = s;

@@ -22,6 +22,24 @@ describe('signed affinity cookie', () => {
     expect(value).toMatch(/^[A-Za-z0-9_-]{66}$/);
   });
 
+  it('writes each backend its own token, times past 2^31 seconds whole, and a MAC that createHmac agrees with', async () => {
+    const { createHmac } = await import('node:crypto');
+    // Backends minted in turn: a cached prefix must belong to its backend.
+    for (const id of ['node-1', 'node-2', 'node-1', 'node-3', 'node-2']) {
+      const d = codec.decode(codec.mint(id, T0).value, T0, limits);
+      expect(d.ok && d.claims.token).toBe(codec.tokenFor(id));
+    }
+    // Seconds from 2^31 (2038) to just under 2^32 (2106) keep every bit.
+    for (const sec of [2 ** 31, 2 ** 31 + 0x01020304, 2 ** 32 - 1]) {
+      const v = codec.encode({ backendId: 'node-3', issuedAt: sec * 1000, lastSeen: sec * 1000 });
+      const b = Buffer.from(v, 'base64url');
+      expect([b.readUInt32BE(25), b.readUInt32BE(29)]).toEqual([sec, sec]);
+      expect(codec.decode(v, sec * 1000, limits)).toMatchObject({ ok: true, claims: { issuedAt: sec * 1000, lastSeen: sec * 1000 } });
+      // Signed with HMAC-SHA256 of the secret over the first 33 bytes (not only verified by the same code that signs).
+      expect(b.subarray(33).equals(createHmac('sha256', 's3cret-one').update(b.subarray(0, 33)).digest().subarray(0, 16))).toBe(true);
+    }
+  });
+
   it('gives every new session its own id', () => {
     const a = codec.decode(codec.encode({ backendId: 'n', issuedAt: T0, lastSeen: T0 }), T0, limits);
     const b = codec.decode(codec.encode({ backendId: 'n', issuedAt: T0, lastSeen: T0 }), T0, limits);
@@ -647,8 +665,9 @@ describe('HmacSha256', () => {
       // Text keys (as configured) and binary keys (every byte value, high bits set).
       for (const key of [randomBytes(keyLen).toString('base64').slice(0, keyLen), randomBytes(keyLen)]) {
         const mac = new HmacSha256(key, 200);
-        for (const len of [0, 1, 33, 55, 56, 63, 64, 65, 119, 120, 200]) {
-          for (let i = 0; i < 10; i++) {
+        // Every length through two blocks and past the third's padding boundary (each residue mod 4 at every word), and one long one.
+        for (const len of [...Array.from({ length: 131 }, (_, n) => n), 183, 184, 200]) {
+          for (let i = 0; i < 2; i++) {
             const msg = randomBytes(len);
             expect(mac.digest(msg).equals(createHmac('sha256', key).update(msg).digest()), `key ${keyLen}, message ${len}`).toBe(true);
           }

@@ -71,7 +71,10 @@ export function cookieAge(issuedAt: number, lastSeen: number, now: number, limit
  */
 export const detached = (value: string): string => Buffer.from(value, 'latin1').toString('latin1');
 
-/** A time in whole seconds as a u32, big-endian, at `at` (what `writeUInt32BE` writes, without its checks: `seconds >>> 0` wraps like it). */
+/**
+ * A time in whole seconds as a u32, big-endian, at `at`: wrapped by `>>> 0`, the same bytes as
+ * the `writeUInt32BE(seconds >>> 0)` it replaces (which, unwrapped, throws outside 0..2^32-1).
+ */
 function putU32(buf: Uint8Array, at: number, seconds: number): void {
   const v = seconds >>> 0;
   buf[at] = v >>> 24;

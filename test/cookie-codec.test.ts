@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { CookieCodec } from '../src/affinity/cookie-codec.js';
 import { readCookie, serializeSetCookie, withoutCookie } from '../src/affinity/cookie-header.js';
@@ -170,6 +171,11 @@ describe('cookie header helpers against splitting into pairs', () => {
 describe('SessionTable', () => {
   /** A session id as lb mints it: 12 bytes, 16 base64url characters. */
   const sid = (n: number): string => Buffer.from(`sess${String(n).padStart(8, '0')}`).toString('base64url');
+  /** `n` random session ids, as id(i): 12 random bytes each, made up front in one buffer. */
+  const randomIds = (n: number): ((i: number) => string) => {
+    const bytes = randomBytes(12 * n);
+    return (i) => bytes.toString('base64url', i * 12, i * 12 + 12);
+  };
 
   it('stays bounded under a flood of new sessions: the first to expire are forgotten, held ones kept', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
@@ -285,16 +291,15 @@ describe('SessionTable', () => {
 
   it('grows with a flood and gives the memory back once the flood has expired', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
-    const { randomBytes } = await import('node:crypto');
     let now = 0;
     const t = new SessionTable(() => now);
-    const ids = randomBytes(12 * 20_000);
-    for (let i = 0; i < 20_000; i++) t.touch(ids.toString('base64url', i * 12, i * 12 + 12), 'n1', i < 19_990 ? 10_000 : 100_000);
+    const id = randomIds(20_000);
+    for (let i = 0; i < 20_000; i++) t.touch(id(i), 'n1', i < 19_990 ? 10_000 : 100_000);
     expect([t.size, t.slots]).toEqual([20_000, 65_536]); // at most half full
     now = 50_000;
     t.sweep();
     expect([t.size, t.count('n1'), t.slots, t.moving]).toEqual([10, 10, 1024, 0]); // back to its initial size, in one go
-    for (let i = 19_990; i < 20_000; i++) expect(t.isLive(ids.toString('base64url', i * 12, i * 12 + 12), 'n1')).toBe(true);
+    for (let i = 19_990; i < 20_000; i++) expect(t.isLive(id(i), 'n1')).toBe(true);
   });
 
   it('held() lists exactly the sessions open WebSockets hold, through re-pins, releases, forgotten backends and growth', async () => {
@@ -332,12 +337,10 @@ describe('SessionTable', () => {
 
   it('a sweep in parts looks at a bounded part of the table per call, goes on where it stopped, and shrinks the table when a pass ends', async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
-    const { randomBytes } = await import('node:crypto');
     let now = 0;
     const t = new SessionTable(() => now);
     const n = 200_000;
-    const bytes = randomBytes(12 * n);
-    const id = (i: number): string => bytes.toString('base64url', i * 12, i * 12 + 12);
+    const id = randomIds(n);
     for (let i = 0; i < n; i++) t.touch(id(i), i % 2 ? 'n1' : 'n2', i % 2000 === 0 ? 100_000 : 10_000);
     expect([t.size, t.slots]).toEqual([n, 524_288]);
     now = 50_000;
@@ -375,8 +378,7 @@ describe('SessionTable', () => {
     const now = 0;
     const t = new SessionTable(() => now);
     const n = 40_000;
-    const bytes = (await import('node:crypto')).randomBytes(12 * n);
-    const id = (i: number): string => bytes.toString('base64url', i * 12, i * 12 + 12);
+    const id = randomIds(n);
     const backend = (i: number): string => `n${i % 3}`;
     let growths = 0;
     for (let i = 0; i < n; i++) {
@@ -404,12 +406,10 @@ describe('SessionTable', () => {
 
   it("after a shrink, new sessions empty the old array (a step scaled to its size) before the table must grow; forgetBackend mid-move drops only its backend's", async () => {
     const { SessionTable } = await import('../src/affinity/sessions.js');
-    const { randomBytes } = await import('node:crypto');
     let now = 0;
     const t = new SessionTable(() => now);
     const n = 30_000;
-    const bytes = randomBytes(12 * 2 * n);
-    const id = (i: number): string => bytes.toString('base64url', i * 12, i * 12 + 12);
+    const id = randomIds(2 * n);
     for (let i = 0; i < n; i++) t.touch(id(i), 'n1', i < 200 ? 100_000 : 10_000);
     expect(t.slots).toBe(65_536);
     now = 50_000;

@@ -262,6 +262,13 @@ export class SessionTable {
     this.#size++;
   }
 
+  /** An entry of backend `who` left the table (removed, expired in a move, or forgotten): the counts follow. */
+  #left(who: number): void {
+    this.#counts[who]--;
+    this.#size--;
+    this.#generation++;
+  }
+
   /** Fill the free slot at offset `o` (an entry new to the table, or one moved from the old array). */
   #write(o: number, k0: number, k1: number, who: number, exp: number): void {
     const s = this.#slot;
@@ -276,9 +283,7 @@ export class SessionTable {
     const s = this.#slot;
     const mask = this.#mask;
     const wrap = mask * STRIDE + STRIDE - 1;
-    this.#counts[s[at + WHO]]--;
-    this.#size--;
-    this.#generation++;
+    this.#left(s[at + WHO]);
     let hole = at;
     for (let j = (hole + STRIDE) & wrap; s[j + WHO] !== EMPTY; j = (j + STRIDE) & wrap) {
       const h = (home(s[j], s[j + 1]) & mask) * STRIDE;
@@ -338,11 +343,8 @@ export class SessionTable {
       const who = old[o + WHO];
       if (who === EMPTY || who === MOVED) continue;
       old[o + WHO] = MOVED;
-      if (old[o + EXP] >= expiredFrom) {
-        this.#counts[who]--;
-        this.#size--;
-        this.#generation++;
-      } else this.#write(this.#freeSlot(old[o], old[o + 1]), old[o], old[o + 1], who, old[o + EXP]);
+      if (old[o + EXP] >= expiredFrom) this.#left(who);
+      else this.#write(this.#freeSlot(old[o], old[o + 1]), old[o], old[o + 1], who, old[o + EXP]);
     }
     this.#moved = o;
     if (o === old.length) this.#old = null;
@@ -498,9 +500,7 @@ export class SessionTable {
       for (let o = this.#moved; o < old.length; o += STRIDE) {
         if (old[o + WHO] !== idx) continue;
         old[o + WHO] = MOVED; // gone: lookups in the old array go on through it
-        this.#counts[idx]--;
-        this.#size--;
-        this.#generation++;
+        this.#left(idx);
       }
     }
     const s = this.#slot;

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -216,8 +216,17 @@ describe('the lb CLI against a real lb process', () => {
     expect((await runCli(['backends', '--bogus'])).code).toBe(2);
   });
 
-  it('`npx lb` works in the checkout, as the README runs it (the built bin is executable)', async () => {
-    const r = await runCli(['lb', '--help'], {}, 'npx');
+  it('`npx lb` works in the checkout, as the README runs it (the built bin is executable), and its first run rewrites nothing in dist/', async () => {
+    // npx links the checkout into its own cache and runs `prepare` there on first use, that is
+    // a build in place while other test files start lb from dist/. An empty npm cache makes every
+    // run a first run; the incremental build (dist/.tsbuildinfo) must find nothing to write.
+    const stamps = () => readdirSync('dist', { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => `${join(e.parentPath, e.name)} ${statSync(join(e.parentPath, e.name)).mtimeMs}`)
+      .sort();
+    const before = stamps();
+    const r = await runCli(['lb', '--help'], { npm_config_cache: mkdtempSync(join(tmpdir(), 'lb-npx-cache-')) }, 'npx');
+    expect(stamps()).toEqual(before);
     expect(r.stderr).not.toMatch(/Permission denied/);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^lb — session-affinity load balancer/);

@@ -343,6 +343,76 @@ describe('SocketIO', () => {
     expect(now()).toBeGreaterThan(a); // not stuck at the failed call's reading
   });
 
+  describe('small direct writes wait for the end of the turn', () => {
+    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+    it('go out together after the I/O phase, in order, counted as pending until then', async () => {
+      const { client, peer } = await pair();
+      const io = new SocketIO(client, () => {});
+      const got: Buffer[] = [];
+      peer.on('data', (c: Buffer) => got.push(c));
+      expect(io.write('a|')).toBe(true);
+      expect(io.writev(['b|', Buffer.from('c|')])).toBe(true);
+      expect(io.write(Buffer.from('d'))).toBe(true);
+      expect(io.pending).toBe(7); // nothing handed to the kernel yet
+      await turn();
+      expect(io.pending).toBe(0);
+      while (Buffer.concat(got).length < 7) await new Promise((r) => setTimeout(r, 5));
+      expect(String(Buffer.concat(got))).toBe('a|b|c|d');
+    });
+
+    it('a Buffer may be reused as soon as write returns: what goes out is what it held then', async () => {
+      const { client, peer } = await pair();
+      const io = new SocketIO(client, () => {});
+      const buf = Buffer.from('first');
+      io.write(buf);
+      buf.write('XXXXX'); // a read buffer is read into again before the turn ends
+      io.writev([buf, '|']);
+      buf.fill(0);
+      client.end();
+      expect(String(await readToEnd(peer))).toBe('firstXXXXX|');
+    });
+
+    it('a large write goes at once, after what waits', async () => {
+      const { client, peer } = await pair();
+      const io = new SocketIO(client, () => {});
+      const big = Buffer.alloc(64 * 1024, 'L');
+      io.write('small|');
+      io.write(big);
+      expect(io.pending).toBe(0); // both handed to the kernel in the large write's writev
+      io.write('|after');
+      client.end();
+      expect(String(await readToEnd(peer))).toBe(`small|${big}|after`);
+    });
+
+    it('socket.end() and detach() send what waits first; a destroyed socket drops it quietly', async () => {
+      const ended = await pair();
+      const io = new SocketIO(ended.client, () => {});
+      io.write('bye');
+      ended.client.end(); // as ClientConnection.close() and net's destroySoon do
+      expect(String(await readToEnd(ended.peer))).toBe('bye');
+
+      const handed = await pair();
+      const io2 = new SocketIO(handed.client, () => {});
+      io2.write('101|');
+      io2.detach();
+      handed.client.write('tunnel'); // the new owner writes through the socket itself
+      handed.client.end();
+      expect(String(await readToEnd(handed.peer))).toBe('101|tunnel');
+
+      const gone = await pair();
+      const io3 = new SocketIO(gone.client, () => {});
+      const errors: Error[] = [];
+      gone.client.on('error', (e) => errors.push(e));
+      io3.write('never');
+      gone.client.destroy();
+      await turn();
+      expect(io3.pending).toBe(0);
+      expect(String(await readToEnd(gone.peer))).toBe('');
+      expect(errors).toEqual([]);
+    });
+  });
+
   it('detach hands the socket back to plain data events, reading again if it was paused', async () => {
     const { client, peer } = await pair();
     const mine: string[] = [];

@@ -20,6 +20,13 @@ import { held } from '../util/clock.js';
  * As with net.Socket, write() returns false once more than the socket's writableHighWaterMark
  * is queued, and the socket emits 'drain' when libuv's queue is empty again.
  *
+ * Small direct writes wait for the end of the event loop's I/O phase (a setImmediate), and
+ * everything a socket was given in that turn goes out in one writev. A turn answers many
+ * requests; written one by one, each response can wake the client's process again (on loopback
+ * the wakeup is done, and paid for, inside lb's write), and each forwarded request its backend's.
+ * Waiting is only for up to 4 KiB on a socket with nothing queued in libuv; anything else is
+ * written at once, after what waits. socket.end() sends what waits first, and so does detach().
+ *
  * The handle is taken once the socket is connected: while it connects, node:net may replace it
  * (trying a host's addresses in turn, autoSelectFamily). TLS sockets, a socket paused before it
  * connected, one handed back with detach(), and a Node whose stream binding does not look as
@@ -123,6 +130,35 @@ let retained = 0;
 
 const ignore = (): void => {};
 
+/**
+ * Direct writes of up to this many bytes a socket (Buffers copied) wait for the end of the event
+ * loop's I/O phase; a larger one goes out at once, after what that socket has waiting.
+ */
+const DEFER_MAX = 4096;
+/** Sockets with writes waiting, in the order they first wrote; flushed by one setImmediate. */
+let toFlush: SocketIO[] = [];
+let spareFlush: SocketIO[] = [];
+let flushScheduled = false;
+
+/**
+ * Hand every waiting write to the kernel: runs in the check phase, after all the I/O callbacks of
+ * this turn of the event loop. A socket written to again meanwhile is queued for the next turn.
+ */
+function flushAll(): void {
+  flushScheduled = false;
+  const q = toFlush;
+  toFlush = spareFlush;
+  for (let i = 0; i < q.length; i++) {
+    try {
+      q[i].flush();
+    } catch (err) {
+      q[i].socket.destroy(err as Error); // never expected; one socket's failure must not keep the others' bytes
+    }
+  }
+  q.length = 0;
+  spareFlush = q;
+}
+
 /** A direct write that libuv finished later: report a failure, or 'drain' once all is out. */
 function afterWrite(this: WriteReq, status: number): void {
   const io = this.io;
@@ -142,6 +178,13 @@ export class SocketIO {
   #detached = false;
   /** A direct write returned false: 'drain' is owed once libuv's queue is empty. */
   #needDrain = false;
+  /**
+   * Writes waiting for the end of this turn of the event loop, as writev's (piece, encoding)
+   * pairs, or null: none. Strings as given, Buffers as copies (a read buffer may be read into
+   * again before then).
+   */
+  #waiting: unknown[] | null = null;
+  #waitingBytes = 0;
   /** libuv's queue at the last inactivity timeout (see writeProgressed). */
   #queuedAtTimeout = 0;
   /**
@@ -199,6 +242,14 @@ export class SocketIO {
     }
     this.#handle = handle;
     this.#readHandle = handle;
+    // Writes may be waiting for the end of the turn: whoever ends the socket (its owner, or
+    // destroySoon) sends them before the FIN.
+    const socket = this.socket;
+    const end = socket.end;
+    socket.end = ((...args: Parameters<net.Socket['end']>) => {
+      this.flush();
+      return end.apply(socket, args);
+    }) as net.Socket['end'];
     this.#original = handle.onread;
     handle.onread = this.#onRead;
     if (this.#readMode !== undefined && typeof handle.useUserBuffer === 'function') {
@@ -314,6 +365,7 @@ export class SocketIO {
    * connections, and from here the socket's own Writable answers for 'drain'.
    */
   detach(): void {
+    this.flush();
     this.#detached = true;
     this.socket.off('data', this.#onStreamData);
     // Not flowing until the new owner reads (as node:http leaves an upgraded socket): bytes and
@@ -338,7 +390,7 @@ export class SocketIO {
    * is counted by net.Socket and by libuv). The server's idle check only looks for changes.
    */
   get pending(): number {
-    return this.socket.writableLength + (this.#handle?.writeQueueSize ?? 0);
+    return this.socket.writableLength + (this.#handle?.writeQueueSize ?? 0) + this.#waitingBytes;
   }
 
   /**
@@ -369,9 +421,16 @@ export class SocketIO {
   write(data: Buffer | string): boolean {
     const h = this.#writable();
     if (h === null) {
+      this.flush(); // (nothing waits unless the stream was taken over: see flush)
       this.#viaStream();
       return this.socket.write(data, 'latin1', this.#wrote);
     }
+    if (this.#canWait(h, data.length)) {
+      this.#wait(data);
+      this.ticks++; // counted as a write now; the flush is not counted again
+      return true;
+    }
+    if (this.#waiting !== null) return this.#writeWaiting(h, [data]);
     const req = this.#request(h);
     const err = typeof data === 'string' ? h.writeLatin1String(req, data) : h.writeBuffer(req, data);
     return this.#dispatched(req, err, data);
@@ -382,6 +441,7 @@ export class SocketIO {
     if (parts.length === 1) return this.write(parts[0]);
     const h = this.#writable();
     if (h === null) {
+      this.flush();
       this.#viaStream();
       const s = this.socket;
       s.cork();
@@ -390,13 +450,77 @@ export class SocketIO {
       s.uncork();
       return ok;
     }
-    const chunks: unknown[] = new Array(parts.length * 2);
-    for (let i = 0; i < parts.length; i++) {
-      chunks[2 * i] = parts[i];
-      chunks[2 * i + 1] = typeof parts[i] === 'string' ? 'latin1' : 'buffer';
+    let size = 0;
+    for (let i = 0; i < parts.length; i++) size += parts[i].length;
+    if (this.#canWait(h, size)) {
+      for (let i = 0; i < parts.length; i++) this.#wait(parts[i]);
+      this.ticks++;
+      return true;
     }
+    return this.#writeWaiting(h, parts);
+  }
+
+  /**
+   * Hold a small write on an idle socket until the end of this turn of the event loop (flushAll),
+   * so what lb sends in one turn goes out together: one writev a socket, and a peer woken once
+   * for the turn, not once for each write (a wakeup on another core costs more than the write).
+   * Only when #canWait: not when large, libuv still writes an earlier one, or 'drain' is owed.
+   */
+  #wait(data: Buffer | string): void {
+    let list = this.#waiting;
+    if (list === null) {
+      list = this.#waiting = [];
+      toFlush.push(this);
+      if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flushAll);
+      }
+    }
+    if (typeof data === 'string') list.push(data, 'latin1');
+    else list.push(Buffer.from(data), 'buffer'); // a copy: small (pooled), and the caller may reuse its buffer
+    this.#waitingBytes += data.length;
+  }
+
+  #canWait(h: StreamHandle, size: number): boolean {
+    return this.#waitingBytes + size <= DEFER_MAX && h.writeQueueSize === 0 && !this.#needDrain;
+  }
+
+  /** `parts` must go now: what is waiting goes first, in the same writev. */
+  #writeWaiting(h: StreamHandle, parts: readonly (Buffer | string)[]): boolean {
+    const chunks = this.#waiting ?? [];
+    this.#waiting = null;
+    this.#waitingBytes = 0;
+    for (let i = 0; i < parts.length; i++) chunks.push(parts[i], typeof parts[i] === 'string' ? 'latin1' : 'buffer');
+    return this.#send(h, chunks);
+  }
+
+  /**
+   * Hand what waits to the kernel now: flushAll does at the end of the turn, socket.end() and
+   * detach() before they go on. On a socket destroyed meanwhile it is dropped, as net.Socket drops
+   * what it buffered.
+   */
+  flush(): void {
+    const chunks = this.#waiting;
+    if (chunks === null) return;
+    this.#waiting = null;
+    this.#waitingBytes = 0;
+    if (this.socket.destroyed) return;
+    const h = this.#writable();
+    if (h !== null) return void this.#send(h, chunks, false);
+    // Something wrote through the socket itself meanwhile (lb does not): after what the stream holds.
+    this.#viaStream();
+    const s = this.socket;
+    s.cork();
+    for (let i = 0; i < chunks.length; i += 2) s.write(chunks[i] as Buffer | string, 'latin1', i === chunks.length - 2 ? this.#wrote : undefined);
+    s.uncork();
+  }
+
+  /** One direct write of writev's (piece, encoding) pairs; `tick`: count it in ticks (the flush's were counted). */
+  #send(h: StreamHandle, chunks: unknown[], tick = true): boolean {
     const req = this.#request(h);
-    return this.#dispatched(req, h.writev(req, chunks, false), chunks);
+    if (chunks.length > 2) return this.#dispatched(req, h.writev(req, chunks, false), chunks, tick);
+    const data = chunks[0] as Buffer | string;
+    return this.#dispatched(req, typeof data === 'string' ? h.writeLatin1String(req, data) : h.writeBuffer(req, data), data, tick);
   }
 
   #request(h: StreamHandle): WriteReq {
@@ -411,13 +535,14 @@ export class SocketIO {
     return req;
   }
 
-  #dispatched(req: WriteReq, err: unknown, keep: unknown): boolean {
+  #dispatched(req: WriteReq, err: unknown, keep: unknown, tick = true): boolean {
     const s = this.socket;
     if (err !== 0) {
       s.destroy(errnoError(err, 'write'));
       return false;
     }
-    this.#activity();
+    if (tick) this.#activity();
+    else if (this.refreshTimer) activity(s);
     if (state[ASYNC] === 0) {
       spare = req;
       return true;

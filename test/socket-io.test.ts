@@ -385,6 +385,56 @@ describe('SocketIO', () => {
       expect(String(await readToEnd(peer))).toBe(`small|${big}|after`);
     });
 
+    it('up to 4 KiB a socket waits; a write that would pass that goes at once', async () => {
+      const { client, peer } = await pair();
+      const io = new SocketIO(client, () => {});
+      io.write(Buffer.alloc(4096, 'a'));
+      expect(io.pending).toBe(4096);
+      io.write('b'); // 4,097 bytes: all of it to the kernel now
+      expect(io.pending).toBe(0);
+      client.end();
+      expect(String(await readToEnd(peer))).toBe(`${'a'.repeat(4096)}b`);
+    });
+
+    it('backpressure: to a reader that never reads, write() turns false and what is held stays bounded', async () => {
+      const { client, peer } = await pair();
+      peer.pause();
+      const io = new SocketIO(client, () => {});
+      const piece = Buffer.alloc(4000, 'x');
+      let sent = 0;
+      let ok = true;
+      while (ok && sent < 64 * 1024 * 1024) {
+        ok = io.write(piece);
+        sent += piece.length;
+        await turn();
+      }
+      expect(ok).toBe(false);
+      expect(io.pending).toBeLessThan(client.writableHighWaterMark + 2 * piece.length);
+    });
+
+    it('bytes written through the socket itself keep their place, corked or not', async () => {
+      const mixed = await pair();
+      const io = new SocketIO(mixed.client, () => {});
+      io.write('a');
+      mixed.client.write('b');
+      io.write('c');
+      mixed.client.end();
+      expect(String(await readToEnd(mixed.peer))).toBe('abc');
+
+      for (const first of ['write', 'writev'] as const) {
+        const corked = await pair();
+        const io2 = new SocketIO(corked.client, () => {});
+        io2.write('1');
+        corked.client.cork(); // the next writes must take the stream path, after what waits
+        if (first === 'write') io2.write('2');
+        else io2.writev(['2', '3']);
+        io2.write('4');
+        corked.client.uncork();
+        corked.client.end();
+        expect(String(await readToEnd(corked.peer))).toBe(first === 'write' ? '124' : '1234');
+      }
+    });
+
     it('socket.end() and detach() send what waits first; a destroyed socket drops it quietly', async () => {
       const ended = await pair();
       const io = new SocketIO(ended.client, () => {});

@@ -25,7 +25,10 @@ import { held } from '../util/clock.js';
  * requests; written one by one, each response can wake the client's process again (on loopback
  * the wakeup is done, and paid for, inside lb's write), and each forwarded request its backend's.
  * Waiting is only for up to 4 KiB on a socket with nothing queued in libuv; anything else is
- * written at once, after what waits. socket.end() sends what waits first, and so does detach().
+ * written at once, after what waits. On a hooked socket, socket.write() and socket.end() are
+ * wrapped to send what waits first, and detach() does the same, so bytes written through the
+ * socket itself keep their order. socket.destroy() drops what waits (a write and a destroy in
+ * the same turn send nothing; lb destroys only connections it abandons or cuts short).
  *
  * The handle is taken once the socket is connected: while it connects, node:net may replace it
  * (trying a host's addresses in turn, autoSelectFamily). TLS sockets, a socket paused before it
@@ -148,15 +151,18 @@ function flushAll(): void {
   flushScheduled = false;
   const q = toFlush;
   toFlush = spareFlush;
-  for (let i = 0; i < q.length; i++) {
-    try {
-      q[i].flush();
-    } catch (err) {
-      q[i].socket.destroy(err as Error); // never expected; one socket's failure must not keep the others' bytes
+  try {
+    for (let i = 0; i < q.length; i++) {
+      try {
+        q[i].flush();
+      } catch (err) {
+        q[i].socket.destroy(err as Error); // never expected; one socket's failure must not keep the others' bytes
+      }
     }
+  } finally {
+    q.length = 0;
+    spareFlush = q;
   }
-  q.length = 0;
-  spareFlush = q;
 }
 
 /** A direct write that libuv finished later: report a failure, or 'drain' once all is out. */
@@ -242,14 +248,18 @@ export class SocketIO {
     }
     this.#handle = handle;
     this.#readHandle = handle;
-    // Writes may be waiting for the end of the turn: whoever ends the socket (its owner, or
-    // destroySoon) sends them before the FIN.
+    // Writes may be waiting for the end of the turn: whatever writes through the socket itself or
+    // ends it (its owner, onClientError's answer, destroySoon) sends them first.
     const socket = this.socket;
-    const end = socket.end;
+    const { end, write } = socket;
     socket.end = ((...args: Parameters<net.Socket['end']>) => {
       this.flush();
       return end.apply(socket, args);
     }) as net.Socket['end'];
+    socket.write = ((...args: Parameters<net.Socket['write']>) => {
+      this.flush();
+      return write.apply(socket, args);
+    }) as net.Socket['write'];
     this.#original = handle.onread;
     handle.onread = this.#onRead;
     if (this.#readMode !== undefined && typeof handle.useUserBuffer === 'function') {
@@ -421,16 +431,15 @@ export class SocketIO {
   write(data: Buffer | string): boolean {
     const h = this.#writable();
     if (h === null) {
-      this.flush(); // (nothing waits unless the stream was taken over: see flush)
       this.#viaStream();
-      return this.socket.write(data, 'latin1', this.#wrote);
+      return this.socket.write(data, 'latin1', this.#wrote); // what waits goes first (the wrapper)
     }
     if (this.#canWait(h, data.length)) {
       this.#wait(data);
       this.ticks++; // counted as a write now; the flush is not counted again
       return true;
     }
-    if (this.#waiting !== null) return this.#writeWaiting(h, [data]);
+    if (this.#waiting !== null) return this.#sendAfterWaiting(h, [data]);
     const req = this.#request(h);
     const err = typeof data === 'string' ? h.writeLatin1String(req, data) : h.writeBuffer(req, data);
     return this.#dispatched(req, err, data);
@@ -441,14 +450,8 @@ export class SocketIO {
     if (parts.length === 1) return this.write(parts[0]);
     const h = this.#writable();
     if (h === null) {
-      this.flush();
       this.#viaStream();
-      const s = this.socket;
-      s.cork();
-      let ok = true;
-      for (let i = 0; i < parts.length; i++) ok = s.write(parts[i], 'latin1', i === parts.length - 1 ? this.#wrote : undefined);
-      s.uncork();
-      return ok;
+      return this.#writeStream(parts, 1);
     }
     let size = 0;
     for (let i = 0; i < parts.length; i++) size += parts[i].length;
@@ -457,7 +460,17 @@ export class SocketIO {
       this.ticks++;
       return true;
     }
-    return this.#writeWaiting(h, parts);
+    return this.#sendAfterWaiting(h, parts);
+  }
+
+  /** `parts` (or every `step`-th element of it) through the stream, in one corked batch; what waits goes first (socket.write's wrapper). */
+  #writeStream(parts: readonly unknown[], step: 1 | 2): boolean {
+    const s = this.socket;
+    s.cork();
+    let ok = true;
+    for (let i = 0; i < parts.length; i += step) ok = s.write(parts[i] as Buffer | string, 'latin1', i + step >= parts.length ? this.#wrote : undefined);
+    s.uncork();
+    return ok;
   }
 
   /**
@@ -481,12 +494,13 @@ export class SocketIO {
     this.#waitingBytes += data.length;
   }
 
+  /** May `size` more bytes wait: within DEFER_MAX, nothing queued in libuv, no 'drain' owed (then write() must report backpressure now). */
   #canWait(h: StreamHandle, size: number): boolean {
     return this.#waitingBytes + size <= DEFER_MAX && h.writeQueueSize === 0 && !this.#needDrain;
   }
 
   /** `parts` must go now: what is waiting goes first, in the same writev. */
-  #writeWaiting(h: StreamHandle, parts: readonly (Buffer | string)[]): boolean {
+  #sendAfterWaiting(h: StreamHandle, parts: readonly (Buffer | string)[]): boolean {
     const chunks = this.#waiting ?? [];
     this.#waiting = null;
     this.#waitingBytes = 0;
@@ -495,9 +509,9 @@ export class SocketIO {
   }
 
   /**
-   * Hand what waits to the kernel now: flushAll does at the end of the turn, socket.end() and
-   * detach() before they go on. On a socket destroyed meanwhile it is dropped, as net.Socket drops
-   * what it buffered.
+   * Hand what waits to the kernel now: flushAll does at the end of the turn; socket.write(),
+   * socket.end() and detach() before they go on. On a socket destroyed meanwhile it is dropped
+   * (before this batching, bytes written just before a destroy had already reached the kernel).
    */
   flush(): void {
     const chunks = this.#waiting;
@@ -507,12 +521,9 @@ export class SocketIO {
     if (this.socket.destroyed) return;
     const h = this.#writable();
     if (h !== null) return void this.#send(h, chunks, false);
-    // Something wrote through the socket itself meanwhile (lb does not): after what the stream holds.
+    // The stream holds bytes or is corked (someone corked the socket): these go through it, in order.
     this.#viaStream();
-    const s = this.socket;
-    s.cork();
-    for (let i = 0; i < chunks.length; i += 2) s.write(chunks[i] as Buffer | string, 'latin1', i === chunks.length - 2 ? this.#wrote : undefined);
-    s.uncork();
+    this.#writeStream(chunks, 2);
   }
 
   /** One direct write of writev's (piece, encoding) pairs; `tick`: count it in ticks (the flush's were counted). */

@@ -1,7 +1,7 @@
-import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { startBackend, deadPort, type TestBackend } from './helpers/backends.js';
 import { runCli, startLbProcess } from './helpers/process.js';
 import { JarClient, testAgent } from './helpers/client.js';
@@ -225,7 +225,10 @@ describe('the lb CLI against a real lb process', () => {
       .map((e) => `${join(e.parentPath, e.name)} ${statSync(join(e.parentPath, e.name)).mtimeMs}`)
       .sort();
     const before = stamps();
-    const r = await runCli(['lb', '--help'], { npm_config_cache: mkdtempSync(join(tmpdir(), 'lb-npx-cache-')) }, 'npx');
+    const cache = mkdtempSync(join(tmpdir(), 'lb-npx-cache-'));
+    onTestFinished(() => rmSync(cache, { recursive: true, force: true }));
+    const r = await runCli(['lb', '--help'], { npm_config_cache: cache, npm_config_loglevel: 'info' }, 'npx');
+    expect(r.stderr).toMatch(/run lb@[\d.]+ prepare/); // the first-run build did happen
     expect(stamps()).toEqual(before);
     expect(r.stderr).not.toMatch(/Permission denied/);
     expect(r.code).toBe(0);

@@ -251,15 +251,13 @@ export class SocketIO {
     // Writes may be waiting for the end of the turn: whatever writes through the socket itself or
     // ends it (its owner, onClientError's answer, destroySoon) sends them first.
     const socket = this.socket;
-    const { end, write } = socket;
-    socket.end = ((...args: Parameters<net.Socket['end']>) => {
-      this.flush();
-      return end.apply(socket, args);
-    }) as net.Socket['end'];
-    socket.write = ((...args: Parameters<net.Socket['write']>) => {
-      this.flush();
-      return write.apply(socket, args);
-    }) as net.Socket['write'];
+    const flushingFirst = <F extends (...args: never[]) => unknown>(f: F): F =>
+      ((...args: Parameters<F>) => {
+        this.flush();
+        return f.apply(socket, args);
+      }) as F;
+    socket.end = flushingFirst(socket.end);
+    socket.write = flushingFirst(socket.write);
     this.#original = handle.onread;
     handle.onread = this.#onRead;
     if (this.#readMode !== undefined && typeof handle.useUserBuffer === 'function') {
@@ -439,10 +437,7 @@ export class SocketIO {
       this.ticks++; // counted as a write now; the flush is not counted again
       return true;
     }
-    if (this.#waiting !== null) return this.#sendAfterWaiting(h, [data]);
-    const req = this.#request(h);
-    const err = typeof data === 'string' ? h.writeLatin1String(req, data) : h.writeBuffer(req, data);
-    return this.#dispatched(req, err, data);
+    return this.#sendAfterWaiting(h, [data]);
   }
 
   /** Write several pieces at once (one writev). False: wait for the socket's 'drain'. */
@@ -499,7 +494,7 @@ export class SocketIO {
     return this.#waitingBytes + size <= DEFER_MAX && h.writeQueueSize === 0 && !this.#needDrain;
   }
 
-  /** `parts` must go now: what is waiting goes first, in the same writev. */
+  /** `parts` must go now: what is waiting (if anything) goes first, in the same write. */
   #sendAfterWaiting(h: StreamHandle, parts: readonly (Buffer | string)[]): boolean {
     const chunks = this.#waiting ?? [];
     this.#waiting = null;

@@ -25,9 +25,7 @@ import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ensurePeers } from './peers.js';
-import {
-  COOKIE_AFFINITY, cleanup, cpuUs, killTree, median, mintCookies, numberOpt, parseWrk, runWrk, startBackends, startFloor, startLb, type Target,
-} from './harness.js';
+import { COOKIE_AFFINITY, cleanup, measureTogether, median, numberOpt, startBackends, startFloor, startLb, type Target } from './harness.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: number): number => numberOpt(args, name, def);
@@ -80,30 +78,6 @@ function variant(spec: string, dir: string): Variant {
   return { label: spec, start: (d, bports, tag) => startLb(d, bports, tag, '1', affinity, '0', spec, undefined, entry, flags) };
 }
 
-/** Start each variant, load them all at once (one wrk each), and return their CPU µs per request. */
-async function measureTogether(vs: Variant[], dir: string, bports: number[], tag: string): Promise<number[]> {
-  const ts: Target[] = [];
-  try {
-    for (const [i, v] of vs.entries()) ts.push(await v.start(dir, bports, `${tag}-${i}`));
-    if (returning) for (const t of ts) await mintCookies(t, dir);
-    const urls = ts.map((t) => `http://127.0.0.1:${t.port}${path}`);
-    await Promise.all(ts.map((t, i) => runWrk(urls[i], 2, t.script))); // warm-up
-    const cpu = (t: Target): number => t.pids().reduce((a, pid) => a + cpuUs(pid), 0);
-    const before = ts.map(cpu);
-    const outs = await Promise.all(ts.map((t, i) => runWrk(urls[i], seconds, t.script)));
-    const after = ts.map(cpu);
-    const ws = outs.map(parseWrk);
-    for (const [i, w] of ws.entries()) {
-      if (w.errors) console.error(`${vs[i].label}: ${w.errors} errors`);
-      // The round counts as missing (NaN: left out of the medians, and of the paired ratio); say why.
-      if (!(w.requests > 0)) console.error(`${vs[i].label}: no requests counted in wrk's output:\n${outs[i].trim().split('\n').slice(-6).join('\n')}`);
-    }
-    return ws.map((w, i) => (w.requests > 0 ? (after[i] - before[i]) / w.requests : NaN));
-  } finally {
-    killTree(ts.flatMap((t) => t.pids()));
-  }
-}
-
 async function main(): Promise<void> {
   ensurePeers([{ bin: '/usr/bin/wrk', pkg: 'wrk' }]);
   const dir = mkdtempSync(join(tmpdir(), 'lb-bench-ab-'));
@@ -114,7 +88,7 @@ async function main(): Promise<void> {
     for (let r = 0; r < rounds; r++) {
       const groups = paired ? [vs] : vs.map((v) => [v]);
       for (const [g, group] of groups.entries()) {
-        const us = await measureTogether(group, dir, bports, `r${r}-${g}`);
+        const us = await measureTogether(group.map((v) => (tag) => v.start(dir, bports, tag)), { dir, tag: `r${r}-${g}`, path, returning, seconds, labels: group.map((v) => v.label) });
         for (const [i, v] of group.entries()) {
           results[vs.indexOf(v)].push(us[i]);
           console.error(`round ${r + 1}/${rounds} ${v.label}: ${us[i].toFixed(1)} µs/req`);

@@ -335,3 +335,35 @@ export function median(xs: number[]): number {
 }
 
 export const fmt = (x: number | undefined, d: number) => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(d));
+
+/**
+ * Start each target, load them all at once (one wrk each, on CPU 1), and return their CPU µs per
+ * request (NaN for one whose wrk counted no requests). With two lbs both pinned to CPU 0 this is
+ * a paired run: both see the same host at the same moment, so their ratio holds still where the
+ * host's speed drifts between runs (bench/ab.ts --paired; bench/run.ts, cookie over none).
+ */
+export async function measureTogether(
+  starts: Array<(tag: string) => Promise<Target>>,
+  o: { dir: string; tag: string; path: string; returning: boolean; seconds: number; labels: string[] },
+): Promise<number[]> {
+  const ts: Target[] = [];
+  try {
+    for (const [i, start] of starts.entries()) ts.push(await start(`${o.tag}-${i}`));
+    if (o.returning) for (const t of ts) await mintCookies(t, o.dir);
+    const urls = ts.map((t) => `http://127.0.0.1:${t.port}${o.path}`);
+    await Promise.all(ts.map((t, i) => runWrk(urls[i], 2, t.script))); // warm-up
+    const cpu = (t: Target): number => t.pids().reduce((a, pid) => a + cpuUs(pid), 0);
+    const before = ts.map(cpu);
+    const outs = await Promise.all(ts.map((t, i) => runWrk(urls[i], o.seconds, t.script)));
+    const after = ts.map(cpu);
+    const ws = outs.map(parseWrk);
+    for (const [i, w] of ws.entries()) {
+      if (w.errors) console.error(`${o.labels[i]}: ${w.errors} errors`);
+      // The round counts as missing (NaN: left out of the medians, and of the paired ratio); say why.
+      if (!(w.requests > 0)) console.error(`${o.labels[i]}: no requests counted in wrk's output:\n${outs[i].trim().split('\n').slice(-6).join('\n')}`);
+    }
+    return ws.map((w, i) => (w.requests > 0 ? (after[i] - before[i]) / w.requests : NaN));
+  } finally {
+    killTree(ts.flatMap((t) => t.pids()));
+  }
+}

@@ -88,7 +88,7 @@ async function main(): Promise<void> {
     for (let r = 0; r < rounds; r++) {
       const groups = paired ? [vs] : vs.map((v) => [v]);
       for (const [g, group] of groups.entries()) {
-        const us = await measureTogether(group.map((v) => (tag) => v.start(dir, bports, tag)), { dir, tag: `r${r}-${g}`, path, returning, seconds, labels: group.map((v) => v.label) });
+        const us = (await measureTogether(group.map((v) => (tag) => v.start(dir, bports, tag)), { dir, tag: `r${r}-${g}`, path, returning, seconds, labels: group.map((v) => v.label) })).map((m) => m.us);
         for (const [i, v] of group.entries()) {
           results[vs.indexOf(v)].push(us[i]);
           console.error(`round ${r + 1}/${rounds} ${v.label}: ${us[i].toFixed(1)} µs/req`);

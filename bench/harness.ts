@@ -230,8 +230,14 @@ export async function startLb(dir: string, bports: number[], tag: string, worker
   writeFileSync(join(sub, 'lb.yaml'), lbYaml(port, bports, sub, workers, affinity));
   const log = join(dir, `${tag}.log`);
   const p = pinned(cpus, process.execPath, [...nodeArgs, entry, 'start', '-c', join(sub, 'lb.yaml')], log);
-  await waitPort(port, p, log);
-  return { name, port, pids: () => [p.pid!, ...descendants(p.pid!)], note };
+  const pids = (): number[] => [p.pid!, ...descendants(p.pid!)];
+  try {
+    await waitPort(port, p, log);
+  } catch (e) {
+    killTree(pids()); // alive but not answering: stopped here, not left running through the rounds after
+    throw e;
+  }
+  return { name, port, pids, note };
 }
 
 
@@ -271,7 +277,8 @@ export function killTree(pids: number[]): void {
 /** A numeric command-line option (`--name N`), or `def`. */
 export function numberOpt(args: readonly string[], name: string, def: number): number {
   const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) || def : def;
+  const v = i >= 0 ? Number(args[i + 1]) : NaN;
+  return Number.isFinite(v) && v >= 0 ? v : def; // 0 is a value (--paired-rounds 0: no paired rounds)
 }
 
 /** Busy ticks of the whole machine (/proc/stat) and of everything this benchmark runs. */
@@ -337,24 +344,32 @@ export function median(xs: number[]): number {
 export const fmt = (x: number | undefined, d: number) => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(d));
 
 /**
- * Start each target, load them all at once (one wrk each, on CPU 1), and return their CPU µs per
- * request (NaN for one whose wrk counted no requests). With two lbs both pinned to CPU 0 this is
- * a paired run: both see the same host at the same moment, so their ratio holds still where the
- * host's speed drifts between runs (bench/ab.ts --paired; bench/run.ts, cookie over none).
+ * Start each target, load them all at once (one wrk each, on CPU 1), and return each one's CPU µs
+ * per request (NaN where its wrk counted no requests) and wrk's error count. With two lbs both
+ * pinned to CPU 0 this is a paired run: both see the same host at the same moment, so their
+ * ratio holds still where the host's speed drifts between runs (bench/ab.ts --paired;
+ * bench/run.ts, cookie over none). Every wrk has ended and every target is stopped when it
+ * returns or throws.
  */
 export async function measureTogether(
   starts: Array<(tag: string) => Promise<Target>>,
   o: { dir: string; tag: string; path: string; returning: boolean; seconds: number; labels: string[] },
-): Promise<number[]> {
+): Promise<Array<{ us: number; errors: number }>> {
   const ts: Target[] = [];
+  /** wrk on every target at once; throws after all have ended if any failed (none left running into the next round). */
+  const together = async (seconds: number): Promise<string[]> => {
+    const settled = await Promise.allSettled(ts.map((t) => runWrk(`http://127.0.0.1:${t.port}${o.path}`, seconds, t.script)));
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return settled.map((r) => (r as PromiseFulfilledResult<string>).value);
+  };
   try {
     for (const [i, start] of starts.entries()) ts.push(await start(`${o.tag}-${i}`));
     if (o.returning) for (const t of ts) await mintCookies(t, o.dir);
-    const urls = ts.map((t) => `http://127.0.0.1:${t.port}${o.path}`);
-    await Promise.all(ts.map((t, i) => runWrk(urls[i], 2, t.script))); // warm-up
+    await together(2); // warm-up
     const cpu = (t: Target): number => t.pids().reduce((a, pid) => a + cpuUs(pid), 0);
     const before = ts.map(cpu);
-    const outs = await Promise.all(ts.map((t, i) => runWrk(urls[i], o.seconds, t.script)));
+    const outs = await together(o.seconds);
     const after = ts.map(cpu);
     const ws = outs.map(parseWrk);
     for (const [i, w] of ws.entries()) {
@@ -362,7 +377,7 @@ export async function measureTogether(
       // The round counts as missing (NaN: left out of the medians, and of the paired ratio); say why.
       if (!(w.requests > 0)) console.error(`${o.labels[i]}: no requests counted in wrk's output:\n${outs[i].trim().split('\n').slice(-6).join('\n')}`);
     }
-    return ws.map((w, i) => (w.requests > 0 ? (after[i] - before[i]) / w.requests : NaN));
+    return ws.map((w, i) => ({ us: w.requests > 0 ? (after[i] - before[i]) / w.requests : NaN, errors: w.errors }));
   } finally {
     killTree(ts.flatMap((t) => t.pids()));
   }

@@ -217,7 +217,7 @@ async function main(): Promise<void> {
     // Warm every target up before the first round, on every scenario, uncounted. V8 compiles lb's
     // code as it runs, on the one CPU lb is pinned to: a fresh lb's first 8 s under load had a p99
     // 4–18× that of the 8 s after (bench/RESULTS.md, 2026-11-28). HAProxy and nginx get the same.
-    for (const sc of SCENARIOS) for (const t of targets) await runWrk(`http://127.0.0.1:${t.port}${sc.path}`, warmup, sc.returning ? t.script : undefined);
+    if (warmup > 0) for (const sc of SCENARIOS) for (const t of targets) await runWrk(`http://127.0.0.1:${t.port}${sc.path}`, warmup, sc.returning ? t.script : undefined);
     const samples = new Map<string, Sample[]>();
     const t0 = Date.now();
     for (let r = 0; r < rounds; r++)

@@ -240,7 +240,8 @@ async function main(): Promise<void> {
     // put 8 s and several targets between the two, and this host's speed drifts by more than the
     // 5 % bar between them (their cookie-over-none medians swung from -15 to +15 %).
     // Both lbs are fresh each round: a cookieless round leaves the cookie lb's session table far
-    // below its cap, where a new session costs ~1 µs less than at it (bench/RESULTS.md).
+    // below its cap, where an insert cost ~0.5 µs less in-process (651 against 1,148 ns at the
+    // cap, which evicts first: bench/RESULTS.md).
     const pairs: Array<{ key: string; title: string; ratios: number[]; failed: number }> = [];
     for (const sc of pairedRounds > 0 ? SCENARIOS.filter((x) => x.path === '/100') : []) {
       const ratios: number[] = [];
@@ -348,7 +349,7 @@ async function main(): Promise<void> {
         `Each round starts a fresh lb of each (mode none, cookie affinity), both pinned to CPU 0, and loads both at once for ${pairedSeconds} s (one wrk each, on CPU 1, after 2 s of warm-up): ` +
           `cookie's CPU µs per request over none's in the same seconds. Sharing a core costs both some context switches, which dilutes a difference a little; the host's drift does not enter it. ` +
           `Being fresh, the cookie lb's session table stays far below its cap in a round without cookies (tens of thousands of sessions, against the cap of 1,000,000 the tables above approach), ` +
-          `where a new session costs about 1 µs less. A round with errors is left out.`,
+          `where inserting a new session costs less (in-process, 651 ns against 1,148 at the cap). A round with errors is left out.`,
         '',
         '| scenario | rounds measured | cookie over none, each round | median | rounds ≤ +5 % |',
         '|---|---:|---|---:|---:|',

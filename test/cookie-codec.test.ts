@@ -1,6 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { CookieCodec } from '../src/affinity/cookie-codec.js';
+import { CookieCodec, SESSION_AT } from '../src/affinity/cookie-codec.js';
 import { readCookie, serializeSetCookie, withoutCookie } from '../src/affinity/cookie-header.js';
 import { CookieAffinity } from '../src/affinity/cookie.js';
 import type { Decision, RequestFacts } from '../src/affinity/types.js';
@@ -48,6 +48,8 @@ describe('signed affinity cookie', () => {
 
   it('mints a new session: the id it returns is the one the cookie carries, signed like encode signs it', () => {
     const m = codec.mint('node-3', T0 + 1500);
+    // Until the next cookie is built, mintedBytes carry the id at SESSION_AT (what the session table counts).
+    expect(Buffer.from(codec.mintedBytes).toString('base64url', SESSION_AT, SESSION_AT + 12)).toBe(m.sessionId);
     const d = codec.decode(m.value, T0 + 2000, limits);
     expect(d.ok).toBe(true);
     if (!d.ok) return;
@@ -192,6 +194,76 @@ describe('SessionTable', () => {
     for (let i = 900; i < 1000; i++) if (t.isLive(sid(i), i % 2 ? 'n1' : 'n2')) recent++;
     expect(recent).toBeGreaterThan(60);
     release();
+  });
+
+  it('counts an added session (a minted one, given as its bytes) as the same entry as its id given as characters', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    let now = 1_000_000;
+    const t = new SessionTable(() => now, 1_000_000, 8); // small: the ids below grow it and wrap
+    const bytes = randomBytes(12 * 400);
+    const id = (i: number): string => bytes.toString('base64url', i * 12, i * 12 + 12);
+    for (let i = 0; i < 400; i++) t.add(id(i), bytes, i * 12, i % 2 ? 'n1' : 'n2', now + 60_000);
+    expect([t.size, t.count('n1'), t.count('n2')]).toEqual([400, 200, 200]);
+    // Found by their characters, where decoding them would place them:
+    for (let i = 0; i < 400; i++) expect(t.isLive(id(i), i % 2 ? 'n1' : 'n2'), `id ${i}`).toBe(true);
+    // Touched again by characters: still one entry each; added again on another backend: moved, not doubled.
+    for (let i = 0; i < 400; i++) t.touch(id(i), i % 2 ? 'n1' : 'n2', now + 120_000);
+    t.add(id(0), bytes, 0, 'n1', now + 120_000);
+    expect([t.size, t.count('n1'), t.count('n2')]).toEqual([400, 201, 199]);
+    // The expiry a touch by characters gave is the one kept: gone after it, not after the first.
+    now += 90_000;
+    t.sweep();
+    expect(t.size).toBe(400);
+    now += 60_000;
+    t.sweep();
+    expect(t.size).toBe(0);
+  });
+
+  it('puts added sessions in before anything reads or changes the table, and at the end of the turn without a read', async () => {
+    const { SessionTable } = await import('../src/affinity/sessions.js');
+    const { setImmediate: nextTurn } = await import('node:timers/promises');
+    const now = 1_000_000;
+    const bytes = randomBytes(12 * 8);
+    const id = (i: number): string => bytes.toString('base64url', i * 12, i * 12 + 12);
+    const fresh = () => {
+      const t = new SessionTable(() => now);
+      t.add(id(0), bytes, 0, 'n1', now + 60_000);
+      t.add(id(1), bytes, 12, 'n2', now + 60_000);
+      return t;
+    };
+    // Every method that reads or changes the table puts them in first (nothing waits for the turn to end).
+    const ways: Array<[string, (t: InstanceType<typeof SessionTable>) => unknown]> = [
+      ['count', (t) => t.count('n1')], ['size', (t) => t.size], ['isLive', (t) => t.isLive(id(5), 'n1')],
+      ['touch', (t) => t.touch(id(5), 'n1', now + 1000)], ['hold', (t) => t.hold(id(5), 'n1', 1000)], ['held', (t) => t.held()],
+      ['forgetBackend', (t) => t.forgetBackend('n3')], ['sweep', (t) => t.sweep()], ['sweep part', (t) => t.sweep(0.1)],
+      ['generation', (t) => t.generation], ['slots', (t) => t.slots], ['moving', (t) => t.moving],
+    ];
+    for (const [name, look] of ways) {
+      const t = fresh();
+      expect(t.pending, name).toBe(2);
+      look(t);
+      expect(t.pending, name).toBe(0);
+    }
+    expect([fresh().count('n1'), fresh().count('n2'), fresh().isLive(id(1), 'n2')]).toEqual([1, 1, true]);
+    let t = fresh();
+    const release = t.hold(id(0), 'n1', 1000); // held: the added entry, not a second one
+    expect([t.size, t.held()]).toEqual([2, [[id(0), 'n1']]]);
+    t.add(id(2), bytes, 24, 'n1', now + 60_000);
+    release(); // the release puts the new one in before it looks
+    expect([t.pending, t.held(), t.size]).toEqual([0, [], 3]);
+    t = fresh();
+    t.touch(id(1), 'n1', now + 60_000); // re-pinned after its add: moved, not doubled
+    expect([t.count('n1'), t.count('n2'), t.size]).toEqual([2, 0, 2]);
+    t = fresh();
+    t.forgetBackend('n2');
+    expect([t.size, t.count('n1'), t.isLive(id(1), 'n2')]).toEqual([1, 1, false]);
+    // With no read at all, they are in the table once the turn ends.
+    const u = new SessionTable(() => now);
+    for (let i = 0; i < 8; i++) u.add(id(i), bytes, i * 12, 'n1', now + 60_000);
+    expect(u.pending).toBe(8);
+    await nextTurn();
+    expect(u.pending).toBe(0);
+    expect([u.size, u.count('n1')]).toEqual([8, 8]);
   });
 
   it('moves a re-pinned session between backends, keeps a held one past its expiry, expires the rest on sweep', async () => {
@@ -715,6 +787,27 @@ describe('CookieAffinity: a returning client', () => {
     expect(lookup.kind).toBe('pinned');
     return { backend: v.byId.get((lookup as { backendId: string }).backendId)!, result: 'hit', lookup };
   };
+
+  it('writes each Set-Cookie for its own scheme and age (the attributes are remembered per scheme, not reused blindly)', () => {
+    let now = T0;
+    const a = new CookieAffinity({ config: { ...config, domain: 'example.com' }, secrets: ['s3cret-one'], now: () => now });
+    const v = view(['n1']);
+    const persistNew = (secure: boolean): string => a.persist({ backend: v.byId.get('n1')!, result: 'new', lookup: a.lookup(facts(), v) }, secure)!;
+    const life = config.maxLife / 1000;
+    const attrs = (age: number, secure: boolean): RegExp => new RegExp(`^lb_affinity=[A-Za-z0-9_-]{66}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${age}; Domain=example\\.com${secure ? '; Secure' : ''}$`);
+    for (const secure of [false, true, true, false, true]) expect(persistNew(secure)).toMatch(attrs(life, secure));
+    // Re-issued after maxIdle/4 (the session keeps its issue time): a smaller Max-Age, on either scheme.
+    const first = persistNew(false).split(';')[0];
+    now += config.maxIdle / 4 + 1000;
+    const again = (secure: boolean): string => {
+      const lookup = a.lookup(facts(first), v);
+      return a.persist({ backend: v.byId.get('n1')!, result: 'hit', lookup }, secure)!;
+    };
+    const left = Math.floor((config.maxLife - config.maxIdle / 4 - 1000) / 1000);
+    expect(again(true)).toMatch(attrs(left, true));
+    expect(again(false)).toMatch(attrs(left, false));
+    expect(persistNew(true)).toMatch(attrs(life, true));
+  });
 
   it('is looked up once per cookie and view; its session stays counted where the client goes, and every return reaches the sink', () => {
     const { a, v, cookie, touches, advance } = setup();

@@ -19,6 +19,8 @@ import { base64url12 } from '../util/base64url.js';
 const VERSION = 1;
 /** Bytes 0..12: the same in every cookie for one backend under one key. */
 const PREFIX = 13;
+/** Where a cookie's session id starts (12 bytes), right after the prefix. */
+export const SESSION_AT = PREFIX;
 const BODY = 33;
 const MAC = 16;
 const TOTAL = BODY + MAC;
@@ -159,7 +161,16 @@ export class CookieCodec {
    */
   mint(backendId: string, now: number): { value: string; sessionId: string } {
     const value = this.#issue(backendId, now, now);
-    return { value, sessionId: base64url12(this.#scratch, 13) };
+    return { value, sessionId: base64url12(this.#scratch, SESSION_AT) };
+  }
+
+  /**
+   * The bytes of the cookie built last (by mint or encode), until the next: its session id is the
+   * 12 bytes from SESSION_AT. Read right after mint, by the session table (SessionTable#add), which
+   * counts a new session from those bytes instead of decoding its id's characters again.
+   */
+  get mintedBytes(): Uint8Array {
+    return this.#scratch;
   }
 
   /** Build and sign a cookie in the scratch buffer: version, key id, backend token, session id (given, or random), times. */
@@ -167,9 +178,9 @@ export class CookieCodec {
     const buf = this.#scratch;
     const prefix = this.#prefix(backendId);
     for (let i = 0; i < PREFIX; i++) buf[i] = prefix[i];
-    if (sessionId === undefined) randomInto(buf, 13, 12);
+    if (sessionId === undefined) randomInto(buf, SESSION_AT, 12);
     // Decoded straight into place: 16 base64url characters are exactly 12 bytes.
-    else if (sessionId.length !== 16 || buf.write(sessionId, 13, 12, 'base64url') !== 12) throw new Error('session id must be 12 bytes');
+    else if (sessionId.length !== 16 || buf.write(sessionId, SESSION_AT, 12, 'base64url') !== 12) throw new Error('session id must be 12 bytes');
     putU32(buf, 25, Math.floor(issuedAt / 1000));
     putU32(buf, 29, Math.floor(lastSeen / 1000));
     this.#keys[0].mac.digestInto(buf, BODY, buf, BODY, MAC); // the MAC into the cookie's own tail
@@ -193,7 +204,7 @@ export class CookieCodec {
     const lastSeen = buf.readUInt32BE(29) * 1000;
     const claims: CookieClaims = {
       token: buf.toString('hex', 5, 13),
-      sessionId: base64url12(buf, 13),
+      sessionId: base64url12(buf, SESSION_AT),
       issuedAt,
       lastSeen,
       keyId: key.idHex,

@@ -91,7 +91,12 @@ export interface SetCookieAttrs {
 }
 
 export function serializeSetCookie(a: SetCookieAttrs): string {
-  let s = `${a.name}=${a.value}; Path=/; HttpOnly; SameSite=Lax`;
+  return `${a.name}=${a.value}${setCookieAttributes(a)}`;
+}
+
+/** What follows `name=value` in a Set-Cookie, from `; Path=/` on: the same for every cookie of one age, domain and scheme. */
+export function setCookieAttributes(a: Omit<SetCookieAttrs, 'name' | 'value'>): string {
+  let s = '; Path=/; HttpOnly; SameSite=Lax';
   if (a.maxAge !== undefined) s += `; Max-Age=${a.maxAge}`;
   if (a.domain) s += `; Domain=${a.domain}`;
   if (a.secure) s += '; Secure';

@@ -1,7 +1,7 @@
 import type { CookieAffinityConfig } from '../config/types.js';
 import type { PoolView } from '../balancer/registry.js';
-import { CookieCodec, cookieAge, detached, type RejectReason } from './cookie-codec.js';
-import { readCookie, serializeSetCookie } from './cookie-header.js';
+import { CookieCodec, SESSION_AT, cookieAge, detached, type RejectReason } from './cookie-codec.js';
+import { readCookie, setCookieAttributes } from './cookie-header.js';
 import { SessionTable } from './sessions.js';
 import type { Affinity, Decision, Lookup, RequestFacts, TouchSink } from './types.js';
 
@@ -197,12 +197,31 @@ export class CookieAffinity implements Affinity {
     } else ({ sessionId, value } = this.codec.mint(d.backend.id, now));
     d.sessionId = sessionId;
     const expiresAt = this.#expiresAt(issuedAt, lastSeen);
-    const recorded = this.#sessions.touch(sessionId, d.backend.id, expiresAt);
-    if (fresh && recorded) was!.touched = this.#sessions.generation;
+    if (pinned) {
+      const recorded = this.#sessions.touch(sessionId, d.backend.id, expiresAt);
+      if (fresh && recorded) was!.touched = this.#sessions.generation;
+    } else this.#sessions.add(sessionId, this.codec.mintedBytes, SESSION_AT, d.backend.id, expiresAt);
     this.#onTouch?.(sessionId, d.backend.id, expiresAt);
     if (!value) return undefined;
     const maxAge = Math.max(1, Math.floor((issuedAt + this.#config.maxLife - now) / 1000));
-    return serializeSetCookie({ name: this.#config.name, value, secure, domain: this.#config.domain, maxAge });
+    return this.#setCookie(value, secure, maxAge);
+  }
+
+  /**
+   * Per scheme (index 1: HTTPS), the Set-Cookie attributes last written and their Max-Age: a new
+   * session's is always maxLife, so under a flood of them the attributes are formatted once
+   * (the number and four concatenations a cookie, otherwise), not once a response.
+   */
+  readonly #attrs: [string, string] = ['', ''];
+  readonly #attrsAge: [number, number] = [-1, -1];
+
+  #setCookie(value: string, secure: boolean, maxAge: number): string {
+    const i = secure ? 1 : 0;
+    if (this.#attrsAge[i] !== maxAge) {
+      this.#attrs[i] = setCookieAttributes({ secure, domain: this.#config.domain, maxAge });
+      this.#attrsAge[i] = maxAge;
+    }
+    return `${this.#config.name}=${value}${this.#attrs[i]}`;
   }
 
   /** When a session issued and last seen at these times stops being valid (ms). */

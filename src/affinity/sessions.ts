@@ -105,6 +105,21 @@ function decode(id: string): boolean {
   return true;
 }
 
+/**
+ * The key of the id whose 12 bytes are `b[at..at+12]`, into K0, K1: what decode gives for their 16
+ * base64url characters (each four characters are three bytes), without the characters. A session
+ * lb has just minted is counted from its bytes, not from the string made of them.
+ */
+function decodeBytes(b: Uint8Array, at: number): void {
+  const g0 = (b[at] << 16) | (b[at + 1] << 8) | b[at + 2];
+  const g1 = (b[at + 3] << 16) | (b[at + 4] << 8) | b[at + 5];
+  const g2 = (b[at + 6] << 16) | (b[at + 7] << 8) | b[at + 8];
+  const g3 = (b[at + 9] << 16) | (b[at + 10] << 8) | b[at + 11];
+  const w2 = (g2 >>> 16) | (g3 << 8);
+  K0 = (g0 | (g1 << 24)) ^ Math.imul(w2, 0x85ebca77);
+  K1 = ((g1 >>> 8) | (g2 << 16)) ^ Math.imul(w2, 0x27d4eb2f);
+}
+
 /** The slot a session id's probe run starts at in a table of `slots` (tests place ids with it). */
 export function homeSlot(id: string, slots: number): number {
   if (!decode(id)) throw new RangeError('not a session id');
@@ -376,7 +391,48 @@ export class SessionTable {
    * lb mints every session id. False when nothing was stored.
    */
   touch(sessionId: string, backend: string, expiresAt: number): boolean {
+    this.#settle();
     if (!decode(sessionId)) return false;
+    return this.#touchKey(sessionId, backend, expiresAt);
+  }
+
+  /**
+   * A session lb has just minted, given as its id and the id's 12 bytes, `bytes[at..at+12]`
+   * (`sessionId` must be their base64url): touch()ed at the end of this turn of the event loop,
+   * with the others minted in the turn, or before anything reads or changes the table, whichever
+   * comes first. Nothing can tell the difference but the cost: under a flood of cookieless
+   * requests the inserts run one after another, their code and the table's structures still in
+   * cache, instead of one per request among everything else a request does (what that bought:
+   * bench/RESULTS.md). The key comes from the bytes; the id is not decoded again.
+   */
+  add(sessionId: string, bytes: Uint8Array, at: number, backend: string, expiresAt: number): void {
+    decodeBytes(bytes, at);
+    const p = this.#pending;
+    if (p.length === 0) setImmediate(this.#settleSoon);
+    p.push(sessionId, K0, K1, backend, expiresAt);
+  }
+
+  /** Sessions added and not yet in the table: id, key (two words), backend, expiry, for each. */
+  readonly #pending: Array<string | number> = [];
+  readonly #settleSoon = (): void => this.#settle();
+
+  /** Put the added sessions into the table: first in every method that reads or changes it. */
+  #settle(): void {
+    const p = this.#pending;
+    if (p.length === 0) return;
+    try {
+      for (let i = 0; i < p.length; i += 5) {
+        K0 = p[i + 1] as number;
+        K1 = p[i + 2] as number;
+        this.#touchKey(p[i] as string, p[i + 3] as string, p[i + 4] as number);
+      }
+    } finally {
+      p.length = 0; // never expected to throw; if it did, every later read would throw again
+    }
+  }
+
+  /** touch() with the id's key in K0, K1. */
+  #touchKey(sessionId: string, backend: string, expiresAt: number): boolean {
     const who = this.#backendIndex(backend);
     const e = this.#sec(expiresAt);
     const at = this.#find();
@@ -409,6 +465,7 @@ export class SessionTable {
 
   /** Is this session still live on this backend (e.g. held by an open WebSocket)? */
   isLive(sessionId: string, backend: string): boolean {
+    this.#settle();
     if (!decode(sessionId)) return false;
     const at = this.#find();
     return at >= 0 && this.#ids[this.#slot[at + WHO]] === backend && this.#slot[at + EXP] < this.#expiredFrom();
@@ -431,6 +488,7 @@ export class SessionTable {
     return () => {
       if (released) return;
       released = true;
+      this.#settle();
       if (this.#holds.get(sessionId) !== holders || !decode(sessionId)) return;
       const at = this.#find();
       if (at < 0 || this.#ids[this.#slot[at + WHO]] !== backend) return;
@@ -446,6 +504,7 @@ export class SessionTable {
    * table: a cluster worker asks four times a second, and a table at its cap has 2^21 slots.
    */
   held(): Array<[string, string]> {
+    this.#settle();
     const out: Array<[string, string]> = [];
     for (const id of this.#holds.keys()) {
       if (!decode(id)) continue;
@@ -456,16 +515,24 @@ export class SessionTable {
   }
 
   count(backend: string): number {
+    this.#settle();
     const idx = this.#index.get(backend);
     return idx === undefined ? 0 : this.#counts[idx];
   }
 
   get size(): number {
+    this.#settle();
     return this.#size;
+  }
+
+  /** Sessions added and not yet put into the table (read without putting them in: for tests). */
+  get pending(): number {
+    return this.#pending.length / 5;
   }
 
   /** See #generation: equal readings mean no entry left the table or lost expiry in between. */
   get generation(): number {
+    this.#settle();
     return this.#generation;
   }
 
@@ -474,11 +541,13 @@ export class SessionTable {
    * it. While a resize is under way the old array is held as well.
    */
   get slots(): number {
+    this.#settle();
     return this.#mask + 1;
   }
 
   /** Slots of the old array not yet moved while the table resizes; 0 when it is not resizing. */
   get moving(): number {
+    this.#settle();
     return this.#old === null ? 0 : (this.#old.length - this.#moved) / STRIDE;
   }
 
@@ -487,6 +556,7 @@ export class SessionTable {
    * one's are marked moved, not moved); an admin action, not per request.
    */
   forgetBackend(backend: string): void {
+    this.#settle();
     const idx = this.#index.get(backend);
     if (idx === undefined) return;
     // Its holds first: the table keeps keys, not ids, so they are found from the ids held.
@@ -527,6 +597,7 @@ export class SessionTable {
    * shrinks in one go. True when a pass over the table was completed.
    */
   sweep(part = 1): boolean {
+    this.#settle();
     const expired = this.#expiredFrom();
     const all = !(part < 1);
     if (this.#old !== null) {

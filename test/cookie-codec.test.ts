@@ -244,6 +244,25 @@ describe('SessionTable', () => {
       look(t);
       expect(t.pending, name).toBe(0);
     }
+    // ...before it decodes an id of its own: settling overwrites the key of the id being decoded.
+    {
+      const t = new SessionTable(() => now);
+      t.touch(id(0), 'n1', now + 60_000);
+      t.add(id(1), bytes, 12, 'n2', now + 60_000);
+      expect(t.isLive(id(0), 'n1')).toBe(true);
+      t.add(id(2), bytes, 24, 'n2', now + 60_000);
+      expect(t.held()).toEqual([]);
+      const release = t.hold(id(0), 'n1', 1000);
+      t.add(id(3), bytes, 36, 'n2', now + 60_000);
+      expect(t.held()).toEqual([[id(0), 'n1']]);
+      t.add(id(4), bytes, 48, 'n2', now + 60_000);
+      release(); // id(0)'s hold ends and it idles out 1 s later (id(4) queued when the release looks it up)
+      t.add(id(5), bytes, 60, 'n2', now + 60_000);
+      expect(t.held()).toEqual([]);
+      t.add(id(6), bytes, 72, 'n2', now + 60_000);
+      t.forgetBackend('n2');
+      expect([t.size, t.count('n1'), t.count('n2')]).toEqual([1, 1, 0]);
+    }
     expect([fresh().count('n1'), fresh().count('n2'), fresh().isLive(id(1), 'n2')]).toEqual([1, 1, true]);
     let t = fresh();
     const release = t.hold(id(0), 'n1', 1000); // held: the added entry, not a second one
@@ -257,10 +276,22 @@ describe('SessionTable', () => {
     t = fresh();
     t.forgetBackend('n2');
     expect([t.size, t.count('n1'), t.isLive(id(1), 'n2')]).toEqual([1, 1, false]);
-    // With no read at all, they are in the table once the turn ends.
+    // With no read at all, they are in the table once the turn ends: one immediate for the turn,
+    // whether or not a read emptied the queue in between.
     const u = new SessionTable(() => now);
-    for (let i = 0; i < 8; i++) u.add(id(i), bytes, i * 12, 'n1', now + 60_000);
-    expect(u.pending).toBe(8);
+    const scheduled = (await import('node:timers')).setImmediate;
+    let immediates = 0;
+    const counting = ((...args: Parameters<typeof setImmediate>) => (immediates++, scheduled(...args))) as typeof setImmediate;
+    globalThis.setImmediate = counting;
+    try {
+      for (let i = 0; i < 8; i++) {
+        u.add(id(i), bytes, i * 12, 'n1', now + 60_000);
+        if (i === 3) expect(u.generation).toBe(0); // a read in the middle
+      }
+    } finally {
+      globalThis.setImmediate = scheduled;
+    }
+    expect([u.pending, immediates]).toEqual([4, 1]);
     await nextTurn();
     expect(u.pending).toBe(0);
     expect([u.size, u.count('n1')]).toEqual([8, 8]);

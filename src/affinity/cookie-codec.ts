@@ -167,7 +167,8 @@ export class CookieCodec {
   /**
    * The bytes of the cookie built last (by mint or encode), until the next: its session id is the
    * 12 bytes from SESSION_AT. Read right after mint, by the session table (SessionTable#add), which
-   * counts a new session from those bytes instead of decoding its id's characters again.
+   * counts a new session from those bytes instead of decoding its id's characters again. The
+   * codec's own buffer, not a copy: read it, never write it.
    */
   get mintedBytes(): Uint8Array {
     return this.#scratch;

@@ -407,27 +407,45 @@ export class SessionTable {
    */
   add(sessionId: string, bytes: Uint8Array, at: number, backend: string, expiresAt: number): void {
     decodeBytes(bytes, at);
-    const p = this.#pending;
-    if (p.length === 0) setImmediate(this.#settleSoon);
-    p.push(sessionId, K0, K1, backend, expiresAt);
+    this.#pending.push(sessionId, K0, K1, backend, expiresAt);
+    if (!this.#scheduled) {
+      // One immediate per turn, not one per add: a read (a returning client's persist reads the
+      // generation) empties the queue, but what it leaves scheduled serves the rest of the turn.
+      this.#scheduled = true;
+      setImmediate(this.#settleSoon);
+    }
   }
 
   /** Sessions added and not yet in the table: id, key (two words), backend, expiry, for each. */
   readonly #pending: Array<string | number> = [];
-  readonly #settleSoon = (): void => this.#settle();
+  #scheduled = false;
+  readonly #settleSoon = (): void => {
+    this.#scheduled = false;
+    this.#settle();
+  };
 
-  /** Put the added sessions into the table: first in every method that reads or changes it. */
+  /**
+   * Put the added sessions into the table: first in every method that reads or changes it, before
+   * it decodes an id of its own (this overwrites the key words K0, K1).
+   */
   #settle(): void {
     const p = this.#pending;
     if (p.length === 0) return;
+    let i = 0;
     try {
-      for (let i = 0; i < p.length; i += 5) {
+      for (; i < p.length; i += 5) {
         K0 = p[i + 1] as number;
         K1 = p[i + 2] as number;
         this.#touchKey(p[i] as string, p[i + 3] as string, p[i + 4] as number);
       }
     } finally {
-      p.length = 0; // never expected to throw; if it did, every later read would throw again
+      // Never expected to throw. If an insert did, it is dropped (so that every later read does
+      // not throw again) and those after it stay queued for the next read or turn.
+      p.splice(0, i + 5);
+      if (p.length > 0 && !this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(this.#settleSoon);
+      }
     }
   }
 

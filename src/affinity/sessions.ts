@@ -74,6 +74,9 @@ function home(k0: number, k1: number): number {
   return Math.imul(k0 ^ Math.imul(k1, 0x9e3779b1), 0xc2b2ae3d) >>> 8;
 }
 
+/** Entries of SessionTable's queue of added sessions, per session: id, key (two words), backend, expiry. */
+const PENDING_STRIDE = 5;
+
 /** Words of a slot: the key's two, the expiry, the backend index. */
 const STRIDE = 4;
 const EXP = 2;
@@ -99,10 +102,15 @@ function decode(id: string): boolean {
   const g2 = group(id, 8);
   const g3 = group(id, 12);
   if ((g0 | g1 | g2 | g3) < 0) return false;
+  fold(g0, g1, g2, g3);
+  return true;
+}
+
+/** The key K0, K1 of an id's 96 bits, given as four 24-bit groups (four characters, or three bytes, each). */
+function fold(g0: number, g1: number, g2: number, g3: number): void {
   const w2 = (g2 >>> 16) | (g3 << 8);
   K0 = (g0 | (g1 << 24)) ^ Math.imul(w2, 0x85ebca77);
   K1 = ((g1 >>> 8) | (g2 << 16)) ^ Math.imul(w2, 0x27d4eb2f);
-  return true;
 }
 
 /**
@@ -111,13 +119,12 @@ function decode(id: string): boolean {
  * lb has just minted is counted from its bytes, not from the string made of them.
  */
 function decodeBytes(b: Uint8Array, at: number): void {
-  const g0 = (b[at] << 16) | (b[at + 1] << 8) | b[at + 2];
-  const g1 = (b[at + 3] << 16) | (b[at + 4] << 8) | b[at + 5];
-  const g2 = (b[at + 6] << 16) | (b[at + 7] << 8) | b[at + 8];
-  const g3 = (b[at + 9] << 16) | (b[at + 10] << 8) | b[at + 11];
-  const w2 = (g2 >>> 16) | (g3 << 8);
-  K0 = (g0 | (g1 << 24)) ^ Math.imul(w2, 0x85ebca77);
-  K1 = ((g1 >>> 8) | (g2 << 16)) ^ Math.imul(w2, 0x27d4eb2f);
+  fold(triple(b, at), triple(b, at + 3), triple(b, at + 6), triple(b, at + 9));
+}
+
+/** Three bytes at `at` as 24 bits, big-endian: the four base64url characters they encode, as group() reads them. */
+function triple(b: Uint8Array, at: number): number {
+  return (b[at] << 16) | (b[at + 1] << 8) | b[at + 2];
 }
 
 /** The slot a session id's probe run starts at in a table of `slots` (tests place ids with it). */
@@ -408,21 +415,26 @@ export class SessionTable {
   add(sessionId: string, bytes: Uint8Array, at: number, backend: string, expiresAt: number): void {
     decodeBytes(bytes, at);
     this.#pending.push(sessionId, K0, K1, backend, expiresAt);
-    if (!this.#scheduled) {
-      // One immediate per turn, not one per add: a read (a returning client's persist reads the
-      // generation) empties the queue, but what it leaves scheduled serves the rest of the turn.
-      this.#scheduled = true;
-      setImmediate(this.#settleSoon);
-    }
+    this.#settleAtTurnEnd();
   }
 
-  /** Sessions added and not yet in the table: id, key (two words), backend, expiry, for each. */
+  /** Sessions added and not yet in the table: id, key (two words), backend, expiry, for each (PENDING_STRIDE). */
   readonly #pending: Array<string | number> = [];
   #scheduled = false;
   readonly #settleSoon = (): void => {
     this.#scheduled = false;
     this.#settle();
   };
+
+  /**
+   * One immediate per turn, not one per add: a read (a returning client's persist reads the
+   * generation) empties the queue, but what it leaves scheduled serves the rest of the turn.
+   */
+  #settleAtTurnEnd(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(this.#settleSoon);
+  }
 
   /**
    * Put the added sessions into the table: first in every method that reads or changes it, before
@@ -433,7 +445,7 @@ export class SessionTable {
     if (p.length === 0) return;
     let i = 0;
     try {
-      for (; i < p.length; i += 5) {
+      for (; i < p.length; i += PENDING_STRIDE) {
         K0 = p[i + 1] as number;
         K1 = p[i + 2] as number;
         this.#touchKey(p[i] as string, p[i + 3] as string, p[i + 4] as number);
@@ -441,11 +453,8 @@ export class SessionTable {
     } finally {
       // Never expected to throw. If an insert did, it is dropped (so that every later read does
       // not throw again) and those after it stay queued for the next read or turn.
-      p.splice(0, i + 5);
-      if (p.length > 0 && !this.#scheduled) {
-        this.#scheduled = true;
-        setImmediate(this.#settleSoon);
-      }
+      p.splice(0, i + PENDING_STRIDE);
+      if (p.length > 0) this.#settleAtTurnEnd();
     }
   }
 
@@ -545,7 +554,7 @@ export class SessionTable {
 
   /** Sessions added and not yet put into the table (read without putting them in: for tests). */
   get pending(): number {
-    return this.#pending.length / 5;
+    return this.#pending.length / PENDING_STRIDE;
   }
 
   /** See #generation: equal readings mean no entry left the table or lost expiry in between. */

@@ -122,6 +122,79 @@ describe('upstream client', () => {
     expect(p.size).toBe(0);
   });
 
+  it('bytes after a chunked answer begin no answer for the next request: that socket is closed', async () => {
+    // The second answer is chunked and followed, in the same write, by the start of a head nobody
+    // asked for; llhttp takes those bytes quietly, so only the message they begin gives them away.
+    const raw = net.createServer((sock) => {
+      let n = 0;
+      sock.on('data', () => {
+        n++;
+        const answer = `HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nok-${n}!\r\n0\r\n\r\n`;
+        sock.write(n === 2 ? `${answer}HTTP/1.1 200 OK\r\nX-Stale: yes\r\n` : answer);
+      });
+      sock.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise((r) => { raw.close(r); }));
+    let opened = 0;
+    raw.on('connection', () => opened++);
+    const p = pool(new URL(`http://127.0.0.1:${(raw.address() as AddressInfo).port}`));
+    expect((await send(p)).body).toBe('ok-1!');
+    expect((await send(p)).body).toBe('ok-2!');
+    const third = await send(p);
+    expect(third.status).toBe(200);
+    expect(third.headers).not.toContain('X-Stale');
+    expect(third.body).toBe('ok-1!'); // a fresh connection's first answer
+    expect(opened).toBe(2);
+  });
+
+  it('a 101 lb never asked for is a protocol error, with or without Upgrade; other 1xx are relayed', async () => {
+    const raw = net.createServer((sock) => {
+      sock.once('data', (d) => {
+        const path = d.toString('latin1').split(' ')[1];
+        if (path === '/bare101') sock.write('HTTP/1.1 101 Switching Protocols\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+        if (path === '/ws101') sock.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n');
+        if (path === '/102') sock.write('HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+      });
+      sock.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise((r) => { raw.close(r); }));
+    const p = pool(new URL(`http://127.0.0.1:${(raw.address() as AddressInfo).port}`));
+    await expect(send(p, { path: '/bare101' })).rejects.toMatchObject({ code: 'LB_BACKEND_PROTOCOL' });
+    await expect(send(p, { path: '/ws101' })).rejects.toMatchObject({ code: 'LB_BACKEND_PROTOCOL' });
+    const r = await send(p, { path: '/102' });
+    expect(r.informational).toEqual([102]);
+    expect(r.body).toBe('ok');
+  });
+
+  it("a silence that is the client's is LB_CLIENT_TIMEOUT, never the backend's: a request body it stops sending, a response it stops reading", async () => {
+    const s = await server((req, res) => {
+      if (req.url === '/big') return void res.end(Buffer.alloc(8 << 20, 'b')); // more than the sockets buffer
+      req.resume();
+      req.on('end', () => res.end('got it'));
+    });
+    const p = pool(s.url);
+    // The body: 5 of its 10 bytes, then nothing more from the client.
+    const body = new Readable({ read() {} });
+    body.push('hello');
+    await expect(send(p, { method: 'POST', headers: ['host', 'x', 'content-length', '10'], body, headersTimeout: 300, bodyTimeout: 300 })).rejects.toMatchObject({ code: 'LB_CLIENT_TIMEOUT' });
+    // The response: the client takes one piece and never asks for more.
+    const stalled = await new Promise<LbError>((resolve) => {
+      p.request({ method: 'GET', path: '/big', headers: ['host', 'x'], body: null, chunked: false, headersTimeout: 300, bodyTimeout: 300 }, {
+        onInformational() {},
+        onHead() {},
+        onData: () => false,
+        onEnd: () => resolve(new Error('completed') as LbError),
+        onError: resolve,
+      });
+    });
+    expect(stalled.code).toBe('LB_CLIENT_TIMEOUT');
+    // And a backend that is itself silent is still the backend's.
+    const silent = await server(() => undefined);
+    await expect(send(pool(silent.url), { headersTimeout: 300 })).rejects.toMatchObject({ code: 'LB_BACKEND_TIMEOUT' });
+  });
+
   it('relays 1xx before the answer and trailers after it; adds Host for a request without one', async () => {
     const s = await server((req, res) => {
       res.writeEarlyHints({ link: '</a.css>; rel=preload' });

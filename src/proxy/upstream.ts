@@ -3,7 +3,7 @@ import tls from 'node:tls';
 import type { Readable } from 'node:stream';
 import { classifyUpstreamError, LbError } from '../util/errors.js';
 import { fieldIs } from './headers.js';
-import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpParser } from './llhttp.js';
+import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageBegin, kOnMessageComplete, type LlhttpParser } from './llhttp.js';
 import { CRLF, chunkParts, closeLater, lastChunk } from './wire.js';
 import { SocketIO } from './socket-io.js';
 import { now as clockNow } from '../util/clock.js';
@@ -38,7 +38,7 @@ export interface UpstreamRequest {
 
 /** Callbacks for one exchange. Exactly one of onEnd / onError is called, once. */
 export interface UpstreamHandler {
-  /** A 1xx response other than 101 (103 Early Hints, 100 Continue). */
+  /** A 1xx response other than 101 (103 Early Hints, 102 Processing, 100 Continue). */
   onInformational(status: number, headers: string[]): void;
   onHead(status: number, headers: string[]): void;
   /**
@@ -155,14 +155,14 @@ class Connection {
 
   #onHeadersComplete = (
     _major: number, _minor: number, headers: string[] | undefined, _method: unknown, _url: unknown,
-    status: number, _message: string, upgrade: boolean, keepAlive: boolean,
+    status: number, _message: string, _upgrade: boolean, keepAlive: boolean,
   ): number => {
     if (headers === undefined) {
       headers = this.#headers;
       this.#headers = [];
     }
     const ex = this.ex;
-    if (!ex || ex.headReceived || (upgrade && status === 101)) {
+    if (!ex || ex.headReceived || status === 101) {
       // A response nobody asked for, or a switch of protocols lb never requested.
       this.#fail(new LbError('LB_BACKEND_PROTOCOL', 'backend sent an unexpected response'));
       return 1;
@@ -201,7 +201,16 @@ class Connection {
     this.#headers = [];
     this.ex = null;
     this.#completed = ex.responseComplete(trailers) && this.#keepAlive;
-    if (!this.#completed) this.destroy();
+    if (!this.#completed) return this.destroy();
+    // A message beginning after this one in the same read was never asked for (lb does not
+    // pipeline): the callback is there only until #onData has finished with this read.
+    this.#parser[kOnMessageBegin] = this.#onStray;
+  };
+
+  /** Bytes after a complete response began another message: the socket cannot be reused. */
+  #stray = false;
+  #onStray = (): void => {
+    this.#stray = true;
   };
 
   #onData = (chunk: Buffer): void => {
@@ -210,10 +219,11 @@ class Connection {
       this.destroy();
       return;
     }
+    const p = this.#parser;
+    if (p[kOnMessageBegin] !== undefined) p[kOnMessageBegin] = undefined;
     let rest: Buffer | null = chunk;
     if (this.#bodyLeft > 0) rest = this.#takeBody(chunk);
     else {
-      const p = this.#parser;
       const r = p.execute(chunk);
       if (p[kOnMessageComplete] === undefined) p[kOnMessageComplete] = this.#onMessageComplete;
       if (r instanceof Error) {
@@ -222,9 +232,11 @@ class Connection {
       }
       rest = this.#bodyLeft > 0 && r < chunk.length ? this.#takeBody(chunk.subarray(r)) : null;
     }
-    // lb never pipelines: bytes after a complete response mean the socket cannot be trusted again.
-    if (rest !== null && rest.length > 0 && this.#completed) {
+    // lb never pipelines: bytes after a complete response mean the socket cannot be trusted again,
+    // whether they came after a Content-Length body (rest) or began a message in the parser.
+    if (this.#completed && (this.#stray || (rest !== null && rest.length > 0))) {
       this.#completed = false;
+      this.#stray = false;
       this.destroy();
       return;
     }
@@ -265,11 +277,11 @@ class Connection {
     if (!this.ex) return this.destroy(); // idle far longer than the sweep allows: close it
     // A request body still going out to a slow reader is not silence (node:net's own rule).
     if (this.io.writeProgressed()) return this.io.restartTimer();
-    this.#fail(
-      this.connected
-        ? new LbError('LB_BACKEND_TIMEOUT', 'backend timed out')
-        : new LbError('LB_BACKEND_CONNECT', 'backend connect failed: timeout'),
-    );
+    if (!this.connected) return this.#fail(new LbError('LB_BACKEND_CONNECT', 'backend connect failed: timeout'));
+    // A silence lb or the client made is the client's: it is not held against the backend
+    // (passive health), and the client gets 408 (or, mid-response, its connection closed).
+    if (this.ex.waitingOnClient(this.io)) return this.#fail(new LbError('LB_CLIENT_TIMEOUT', 'client stopped sending its request body or reading the response'));
+    this.#fail(new LbError('LB_BACKEND_TIMEOUT', 'backend timed out'));
   };
 
   #onError = (err: Error): void => {
@@ -432,6 +444,18 @@ class ActiveExchange implements Exchange {
   head(status: number, headers: string[]): void {
     this.headReceived = true;
     this.handler.onHead(status, headers);
+  }
+
+  /**
+   * Is this exchange waiting on its client, so that silence on the backend socket is the
+   * client's doing? Either the response is paused until the client reads (`data` pauses `io`
+   * only for that), or the request body is still streaming and everything the client sent of it
+   * has gone to the backend: the backend cannot answer a request it does not have yet.
+   */
+  waitingOnClient(io: SocketIO): boolean {
+    if (this.#done) return false;
+    if (this.headReceived) return io.paused;
+    return !this.#bodySent && this.#stopBody !== null && io.pending === 0;
   }
 
   data(chunk: Buffer): void {

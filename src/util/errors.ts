@@ -10,6 +10,11 @@ export type LbErrorCode =
   | 'LB_BACKEND_PROTOCOL'
   /** The client went away mid-exchange: nobody's answer, and never the backend's fault. */
   | 'LB_CLIENT_CLOSED'
+  /**
+   * The client went quiet mid-exchange: it stopped sending its request body, or stopped reading
+   * the response while lb held the backend's bytes for it. Its fault, never the backend's.
+   */
+  | 'LB_CLIENT_TIMEOUT'
   | 'LB_AFFINITY_STRICT'
   | 'LB_BAD_REQUEST'
   | 'LB_HEADERS_TOO_LARGE'
@@ -24,6 +29,7 @@ const STATUS: Record<LbErrorCode, number> = {
   LB_BACKEND_PROTOCOL: 502,
   LB_BACKEND_TIMEOUT: 504,
   LB_CLIENT_CLOSED: 499,
+  LB_CLIENT_TIMEOUT: 408,
   LB_BAD_REQUEST: 400,
   LB_HEADERS_TOO_LARGE: 431,
   LB_CONFIG_INVALID: 500,

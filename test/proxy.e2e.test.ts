@@ -284,6 +284,62 @@ describe('failures get the right status with a short body, never a hang', () => 
     expect(lb.logs().filter((l) => l.event === 'backend.health')).toEqual([]);
   });
 
+  it("a client that stops sending its body gets 408, and its silence is never held against the backend", async () => {
+    const b = await startBackend('only');
+    const lb = await startLb(yaml([b], 'timeouts: { backendResponse: 300ms }', '    passiveHealth: { enabled: true, consecutiveErrors: 2, cooldown: 1m }'));
+    // Three clients send a head and half a body, then nothing: each is the client's timeout.
+    const replies = await Promise.all(
+      [1, 2, 3].map(() => raw(lb.port(), 'POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello', 1000)),
+    );
+    for (const r of replies) expect(r).toMatch(/^HTTP\/1\.1 408 /);
+    const timedOut = lb.logs().filter((l) => l.access && l.status === 408 && l.error === 'LB_CLIENT_TIMEOUT');
+    expect(timedOut).toHaveLength(3);
+    // Two in a row would have ejected the backend had they counted as its errors.
+    expect(lb.logs().filter((l) => l.event === 'backend.health')).toEqual([]);
+    expect((await get(`${lb.url}/`)).status).toBe(200);
+  });
+
+  it('sends the head as soon as the backend does, before any body (server-sent events, long polls)', async () => {
+    let send: (() => void) | undefined;
+    const b = await startBackend('sse', {
+      handler: (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.flushHeaders();
+        send = () => res.end('data: first\n\n');
+      },
+    });
+    const lb = await startLb(yaml([b]));
+    const sock = net.connect(lb.port(), '127.0.0.1', () => sock.write('GET /events HTTP/1.1\r\nHost: x\r\n\r\n'));
+    onTestFinished(() => void sock.destroy());
+    let got = '';
+    sock.on('data', (d) => (got += d.toString('latin1')));
+    for (let i = 0; i < 200 && !got.includes('\r\n\r\n'); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(got).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*content-type: text\/event-stream[^]*\r\n\r\n$/i);
+    expect(send).toBeDefined();
+    send!();
+    for (let i = 0; i < 200 && !got.includes('data: first'); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(got).toContain('data: first');
+  });
+
+  it('answers an Upgrade other than WebSocket (h2c from curl --http2) as the plain request it is, and relays 102', async () => {
+    const b = await startBackend('n1', {
+      handler: (req, res) => {
+        if (req.url === '/slow') res.writeProcessing();
+        res.end(`plain ${req.url} upgrade=${req.headers.upgrade ?? 'none'}`);
+      },
+    });
+    const lb = await startLb(yaml([b]));
+    const reply = await raw(
+      lb.port(),
+      'GET /one HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n' +
+        'GET /slow HTTP/1.1\r\nHost: x\r\n\r\n',
+    );
+    expect(reply).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(reply).toContain('plain /one upgrade=none');
+    expect(reply).toMatch(/HTTP\/1\.1 102 Processing\r\n\r\nHTTP\/1\.1 200 OK\r\n[^]*plain \/slow upgrade=none/);
+    expect(b.seen[0].headers['http2-settings']).toBeUndefined();
+  });
+
   it('504 when the backend does not answer within backendResponse', async () => {
     const b = await startBackend('slow');
     const lb = await startLb(yaml([b], 'timeouts: { backendResponse: 300ms }'));

@@ -158,7 +158,7 @@ pools:
     await settle(() => backendSocketClosed); // lb let go of the backend connection too
   });
 
-  it('answers non-WebSocket upgrades 400 and upgrades with no backend 503, without a tunnel', async () => {
+  it('answers other upgrades as plain requests and WebSocket upgrades whose backend is down 502, without a tunnel', async () => {
     const lb = await startLb(yaml([{ id: 'n1', url: `http://127.0.0.1:${await deadPort()}` }]));
     const raw = (upgrade: string): Promise<string> =>
       new Promise((r) => {
@@ -166,9 +166,10 @@ pools:
         let reply = '';
         sock.on('data', (d) => (reply += d));
         sock.on('close', () => r(reply));
-        sock.write(`GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ${upgrade}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+        // `close` too: a plain answer would otherwise leave the connection open for the next request.
+        sock.write(`GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\nUpgrade: ${upgrade}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
       });
-    expect(await raw('h2c')).toMatch(/^HTTP\/1\.1 400 /);
+    expect(await raw('h2c')).toMatch(/^HTTP\/1\.1 502 /); // a plain GET (RFC 9110 §7.8), its backend down
     expect(await raw('websocket')).toMatch(/^HTTP\/1\.1 502 /);
     expect(lb.app.websockets.size).toBe(0);
   });

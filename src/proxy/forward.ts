@@ -60,7 +60,8 @@ export function forward(o: ForwardOptions, settle: (outcome: ForwardOutcome) => 
     },
     {
       onInformational(code, headers) {
-        if (code === 103) o.res.writeEarlyHints(responseHeaders(headers));
+        // 100 Continue is lb's own to send (it answers Expect itself); any other 1xx passes.
+        if (code !== 100) o.res.writeInformational(code, responseHeaders(headers));
       },
       onHead(code, headers) {
         status = code;
@@ -70,6 +71,7 @@ export function forward(o: ForwardOptions, settle: (outcome: ForwardOutcome) => 
           // The backend's fields passed llhttp's strict parse; lb's own (Set-Cookie from a
           // validated cookie name and domain, Cache-Control) are valid by construction.
           o.res.writeHead(code, out, true);
+          o.res.flushHead();
         } catch (err) {
           // Never expected; but this runs inside the backend socket's parser callback, where a
           // throw would take the process down: the exchange fails instead (502), nothing half-sent.

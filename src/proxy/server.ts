@@ -131,6 +131,18 @@ export class ProxyRequest {
   }
 }
 
+/**
+ * Does an Upgrade request name WebSocket, the one protocol lb switches to? Any other (h2c from
+ * `curl --http2`, TLS/1.0) is answered as the plain request it also is: RFC 9110 §7.8 lets a
+ * server ignore Upgrade, as nginx and HAProxy do (and the field is hop-by-hop: never forwarded).
+ */
+function asksForWebSocket(raw: readonly string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    if (fieldIs(raw[i], 'upgrade') && /(?:^|,)\s*websocket\s*(?:,|$)/i.test(raw[i + 1])) return true;
+  }
+  return false;
+}
+
 /** node:http's own checks: a name that is not a token, or a value with CR, LF or NUL, throws a TypeError. */
 function checkField(name: string, value: string): void {
   validateHeaderName(name);
@@ -174,7 +186,7 @@ type Listener = () => void;
 /**
  * The answer to one request, written straight to the client socket. The subset of
  * ServerResponse's surface lb uses: writeHead, write (false = wait for 'drain'), end,
- * addTrailers, writeEarlyHints, destroy, and the 'close' event (finished or aborted).
+ * addTrailers, writeInformational, flushHead, destroy, and the 'close' event (finished or aborted).
  */
 export class ProxyResponse {
   statusCode = 200;
@@ -274,16 +286,31 @@ export class ProxyResponse {
     return this;
   }
 
-  /** 103 Early Hints ahead of the response (HTTP/1.1 clients only). */
-  writeEarlyHints(hints: HeaderInput): void {
-    if (this.headersSent || this.destroyed || this.#req.httpVersionMinor < 1) return;
+  /**
+   * An interim (1xx) response ahead of the final one: 103 Early Hints, 102 Processing, … (HTTP/1.1
+   * clients only; 100 Continue is lb's own to send, 101 is an upgrade's).
+   */
+  writeInformational(status: number, hints: HeaderInput): void {
+    if (this.headersSent || this.destroyed || this.#req.httpVersionMinor < 1 || !(status >= 102 && status < 200)) return;
     const h = flatten(hints);
-    let head = `HTTP/1.1 103 Early Hints${CRLF}`;
+    let head = statusLine(status);
     for (let i = 0; i < h.length; i += 2) {
       checkField(h[i], h[i + 1]);
       head += `${h[i]}: ${h[i + 1]}${CRLF}`;
     }
     this.#io.write(head + CRLF);
+  }
+
+  /**
+   * Send the head now rather than with the first body bytes: a backend that answers and then
+   * waits (server-sent events, long polls) has its head reach the client at once. Bytes written
+   * in the same turn still leave in one write (SocketIO holds small writes to the turn's end).
+   */
+  flushHead(): void {
+    if (this.#head === null || this.destroyed) return;
+    const head = this.#head;
+    this.#head = null;
+    this.#io.write(head);
   }
 
   /** Sent after a chunked body (dropped otherwise, as node:http does). */
@@ -445,7 +472,7 @@ class ClientConnection {
     this.headersStartedAt = 0;
     this.#midHead = false;
     const req = new ProxyRequest(methods[method] ?? 'GET', url, headers, major, minor, keepAlive, this.io);
-    if (upgrade && this.#server.handlers.onUpgrade) {
+    if (upgrade && this.#server.handlers.onUpgrade && asksForWebSocket(headers)) {
       // Handed over once execute() returns, with the bytes after the head. Only a connection
       // with nothing else in flight can change protocols; otherwise it is refused below.
       this.#upgrade = req;

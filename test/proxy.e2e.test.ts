@@ -299,6 +299,15 @@ describe('failures get the right status with a short body, never a hang', () => 
     expect((await get(`${lb.url}/`)).status).toBe(200);
   });
 
+  it('answers a request body with a transfer coding besides chunked 501, without forwarding it', async () => {
+    const b = await startBackend('n1');
+    const lb = await startLb(yaml([b]));
+    const reply = await raw(lb.port(), 'POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nGZ\r\n0\r\n\r\n');
+    expect(reply).toMatch(/^HTTP\/1\.1 501 /);
+    expect(b.seen).toHaveLength(0);
+    expect((await get(`${lb.url}/`)).status).toBe(200);
+  });
+
   it('sends the head as soon as the backend does, before any body (server-sent events, long polls)', async () => {
     let send: (() => void) | undefined;
     const b = await startBackend('sse', {

@@ -168,6 +168,24 @@ describe('upstream client', () => {
     expect(r.body).toBe('ok');
   });
 
+  it('a transfer coding other than chunked is refused (lb re-frames bodies and would drop it), chunked in any case is fine', async () => {
+    const raw = net.createServer((sock) => {
+      sock.once('data', (d) => {
+        const path = d.toString('latin1').split(' ')[1];
+        if (path === '/gzip') sock.end('HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\nGZIPBYTES');
+        if (path === '/gzip-chunked') sock.write('HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\nGZ\r\n0\r\n\r\n');
+        if (path === '/Chunked') sock.write('HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n');
+      });
+      sock.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise((r) => { raw.close(r); }));
+    const p = pool(new URL(`http://127.0.0.1:${(raw.address() as AddressInfo).port}`));
+    await expect(send(p, { path: '/gzip' })).rejects.toMatchObject({ code: 'LB_BACKEND_PROTOCOL' });
+    await expect(send(p, { path: '/gzip-chunked' })).rejects.toMatchObject({ code: 'LB_BACKEND_PROTOCOL' });
+    expect((await send(p, { path: '/Chunked' })).body).toBe('ok');
+  });
+
   it("a silence that is the client's is LB_CLIENT_TIMEOUT, never the backend's: a request body it stops sending, a response it stops reading", async () => {
     const s = await server((req, res) => {
       if (req.url === '/big') return void res.end(Buffer.alloc(8 << 20, 'b')); // more than the sockets buffer

@@ -58,6 +58,15 @@ export function fieldIs(field: string, lowerName: string): boolean {
   return true;
 }
 
+/**
+ * Is a Transfer-Encoding value just `chunked`? lb takes every body apart and frames it again for
+ * the other side, so it can pass on no other coding without saying so (a gzip coding relayed as
+ * identity would reach the client as corrupt data).
+ */
+export function isChunked(value: string): boolean {
+  return value.length === 7 ? fieldIs(value, 'chunked') : value.trim().toLowerCase() === 'chunked';
+}
+
 export function get(h: HeaderList, name: string): string | undefined {
   for (let i = 0; i < h.length; i += 2) if (fieldIs(h[i], name)) return h[i + 1];
   return undefined;

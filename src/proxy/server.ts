@@ -6,7 +6,7 @@ import {
   HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageBegin, kOnMessageComplete, methods,
   type LlhttpParser, type ParseError,
 } from './llhttp.js';
-import { fieldIs } from './headers.js';
+import { fieldIs, isChunked } from './headers.js';
 import { CRLF, chunkParts, closeLater, lastChunk } from './wire.js';
 import { SocketIO } from './socket-io.js';
 import { now as clockNow } from '../util/clock.js';
@@ -98,6 +98,8 @@ export class ProxyRequest {
   complete: boolean;
   /** The client allows the connection to stay open after this exchange (llhttp's verdict). */
   readonly keepAlive: boolean;
+  /** Transfer-Encoding names a coding besides chunked (`gzip, chunked`): answered 501. */
+  otherCoding = false;
   #headers: IncomingHttpHeaders | undefined;
 
   constructor(method: string, url: string, raw: string[], major: number, minor: number, keepAlive: boolean, io: SocketIO) {
@@ -111,8 +113,10 @@ export class ProxyRequest {
     let chunked = false;
     let length = false;
     for (let i = 0; i < raw.length; i += 2) {
-      if (fieldIs(raw[i], 'transfer-encoding')) chunked = true;
-      else if (fieldIs(raw[i], 'content-length') && raw[i + 1] !== '0') length = true;
+      if (fieldIs(raw[i], 'transfer-encoding')) {
+        chunked = true;
+        if (!isChunked(raw[i + 1])) this.otherCoding = true;
+      } else if (fieldIs(raw[i], 'content-length') && raw[i + 1] !== '0') length = true;
     }
     const framed = chunked || length;
     this.chunked = chunked;
@@ -509,6 +513,12 @@ class ClientConnection {
     // RFC 9112 §3.2: an HTTP/1.1 request without Host MUST get 400 (node:http does the same).
     if (req.httpVersionMinor >= 1 && req.headers.host === undefined) {
       res.writeHead(400, { 'content-length': 0, connection: 'close' });
+      return res.end();
+    }
+    // RFC 9112 §6.1: a transfer coding the server does not understand gets 501. lb re-frames
+    // bodies and would drop the coding (as nginx does, it refuses instead).
+    if (req.otherCoding) {
+      res.writeHead(501, { 'content-length': 0, connection: 'close' });
       return res.end();
     }
     // Expect (RFC 9110 §10.1.1), as node:http answers it: 100 Continue, or 417 for anything else.

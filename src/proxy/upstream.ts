@@ -2,7 +2,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Readable } from 'node:stream';
 import { classifyUpstreamError, LbError } from '../util/errors.js';
-import { fieldIs } from './headers.js';
+import { fieldIs, isChunked } from './headers.js';
 import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageBegin, kOnMessageComplete, type LlhttpParser } from './llhttp.js';
 import { CRLF, chunkParts, closeLater, lastChunk } from './wire.js';
 import { SocketIO } from './socket-io.js';
@@ -67,6 +67,10 @@ export interface UpstreamOptions {
   keepAliveThreshold: number;
   tls?: { rejectUnauthorized: boolean; ca?: Buffer };
 }
+
+/** #readFraming's answer for a Transfer-Encoding other than just `chunked` (gzip, …). */
+const OTHER_CODING = -2;
+
 
 /** Steps an inactivity limit is checked in (see Connection#setTimeout). */
 const TIMEOUT_STEPS = 8;
@@ -175,6 +179,11 @@ class Connection {
     this.#informational = false;
     this.#keepAlive = keepAlive;
     const length = this.#readFraming(headers, keepAlive);
+    if (length === OTHER_CODING) {
+      // lb re-frames every body it relays; a coding it would have to pass on is refused, as nginx does.
+      this.#fail(new LbError('LB_BACKEND_PROTOCOL', 'backend used a transfer coding other than chunked'));
+      return 1;
+    }
     this.#setTimeout(ex.req.bodyTimeout);
     ex.head(status, headers);
     // No body to read for HEAD, 204 and 304, whatever the framing headers say.
@@ -296,14 +305,20 @@ class Connection {
     this.destroy();
   };
 
-  /** The Content-Length (-1 when none) and, on a keep-alive response, the backend's idle-time hint. */
+  /**
+   * The Content-Length (-1 when none, OTHER_CODING for a transfer coding other than chunked) and,
+   * on a keep-alive response, the backend's idle-time hint.
+   */
   #readFraming(headers: string[], keepAlive: boolean): number {
     let length = -1;
     let chunked = false;
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i];
       if (fieldIs(name, 'content-length')) length = Number(headers[i + 1]);
-      else if (fieldIs(name, 'transfer-encoding')) chunked = true; // llhttp decodes it
+      else if (fieldIs(name, 'transfer-encoding')) {
+        if (!isChunked(headers[i + 1])) return OTHER_CODING;
+        chunked = true; // llhttp decodes it
+      }
       else if (keepAlive && fieldIs(name, 'keep-alive') && headers[i + 1] !== this.#keepAliveHint) {
         // A backend repeats the same hint on every response: it is read once per connection.
         this.#keepAliveHint = headers[i + 1];

@@ -28,6 +28,23 @@ async function server(handler: http.RequestListener, tune?: (s: http.Server) => 
   return { url: new URL(`http://127.0.0.1:${(s.address() as AddressInfo).port}`), sockets: count, opened: () => opened };
 }
 
+/**
+ * A backend that answers with exactly the bytes a test writes: `answer` gets each request's path,
+ * the socket, and how many requests that connection has had (1 for its first).
+ */
+async function rawBackend(answer: (path: string, sock: net.Socket, nth: number) => void): Promise<{ url: URL; opened: () => number }> {
+  let opened = 0;
+  const raw = net.createServer((sock) => {
+    opened++;
+    let nth = 0;
+    sock.on('data', (d) => answer(d.toString('latin1').split(' ')[1], sock, ++nth));
+    sock.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+  cleanup.push(() => new Promise((r) => { raw.close(r); }));
+  return { url: new URL(`http://127.0.0.1:${(raw.address() as AddressInfo).port}`), opened: () => opened };
+}
+
 function pool(url: URL, extra: Partial<ConstructorParameters<typeof UpstreamPool>[1]> = {}): UpstreamPool {
   const p = new UpstreamPool(url, { ...UPSTREAM_DEFAULTS, connectTimeout: 1000, ...extra });
   cleanup.push(() => p.destroy());
@@ -125,42 +142,26 @@ describe('upstream client', () => {
   it('bytes after a chunked answer begin no answer for the next request: that socket is closed', async () => {
     // The second answer is chunked and followed, in the same write, by the start of a head nobody
     // asked for; llhttp takes those bytes quietly, so only the message they begin gives them away.
-    const raw = net.createServer((sock) => {
-      let n = 0;
-      sock.on('data', () => {
-        n++;
-        const answer = `HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nok-${n}!\r\n0\r\n\r\n`;
-        sock.write(n === 2 ? `${answer}HTTP/1.1 200 OK\r\nX-Stale: yes\r\n` : answer);
-      });
-      sock.on('error', () => undefined);
+    const b = await rawBackend((_path, sock, nth) => {
+      const answer = `HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nok-${nth}!\r\n0\r\n\r\n`;
+      sock.write(nth === 2 ? `${answer}HTTP/1.1 200 OK\r\nX-Stale: yes\r\n` : answer);
     });
-    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
-    cleanup.push(() => new Promise((r) => { raw.close(r); }));
-    let opened = 0;
-    raw.on('connection', () => opened++);
-    const p = pool(new URL(`http://127.0.0.1:${(raw.address() as AddressInfo).port}`));
+    const p = pool(b.url);
     expect((await send(p)).body).toBe('ok-1!');
     expect((await send(p)).body).toBe('ok-2!');
     const third = await send(p);
     expect(third.status).toBe(200);
     expect(third.headers).not.toContain('X-Stale');
     expect(third.body).toBe('ok-1!'); // a fresh connection's first answer
-    expect(opened).toBe(2);
+    expect(b.opened()).toBe(2);
   });
 
   it('a 101 lb never asked for is a protocol error, with or without Upgrade; other 1xx are relayed', async () => {
-    const raw = net.createServer((sock) => {
-      sock.once('data', (d) => {
-        const path = d.toString('latin1').split(' ')[1];
-        if (path === '/bare101') sock.write('HTTP/1.1 101 Switching Protocols\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
-        if (path === '/ws101') sock.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n');
-        if (path === '/102') sock.write('HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
-      });
-      sock.on('error', () => undefined);
-    });
-    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
-    cleanup.push(() => new Promise((r) => { raw.close(r); }));
-    const p = pool(new URL(`http://127.0.0.1:${(raw.address() as AddressInfo).port}`));
+    const p = pool((await rawBackend((path, sock) => {
+      if (path === '/bare101') sock.write('HTTP/1.1 101 Switching Protocols\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+      if (path === '/ws101') sock.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n');
+      if (path === '/102') sock.write('HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    })).url);
     await expect(send(p, { path: '/bare101' })).rejects.toMatchObject({ code: 'LB_BACKEND_PROTOCOL' });
     await expect(send(p, { path: '/ws101' })).rejects.toMatchObject({ code: 'LB_BACKEND_PROTOCOL' });
     const r = await send(p, { path: '/102' });
@@ -169,18 +170,11 @@ describe('upstream client', () => {
   });
 
   it('a transfer coding other than chunked is refused (lb re-frames bodies and would drop it), chunked in any case is fine', async () => {
-    const raw = net.createServer((sock) => {
-      sock.once('data', (d) => {
-        const path = d.toString('latin1').split(' ')[1];
-        if (path === '/gzip') sock.end('HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\nGZIPBYTES');
-        if (path === '/gzip-chunked') sock.write('HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\nGZ\r\n0\r\n\r\n');
-        if (path === '/Chunked') sock.write('HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n');
-      });
-      sock.on('error', () => undefined);
-    });
-    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
-    cleanup.push(() => new Promise((r) => { raw.close(r); }));
-    const p = pool(new URL(`http://127.0.0.1:${(raw.address() as AddressInfo).port}`));
+    const p = pool((await rawBackend((path, sock) => {
+      if (path === '/gzip') sock.end('HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\nGZIPBYTES');
+      if (path === '/gzip-chunked') sock.write('HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\nGZ\r\n0\r\n\r\n');
+      if (path === '/Chunked') sock.write('HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n');
+    })).url);
     await expect(send(p, { path: '/gzip' })).rejects.toMatchObject({ code: 'LB_BACKEND_PROTOCOL' });
     await expect(send(p, { path: '/gzip-chunked' })).rejects.toMatchObject({ code: 'LB_BACKEND_PROTOCOL' });
     expect((await send(p, { path: '/Chunked' })).body).toBe('ok');

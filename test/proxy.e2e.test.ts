@@ -299,6 +299,15 @@ describe('failures get the right status with a short body, never a hang', () => 
     expect((await get(`${lb.url}/`)).status).toBe(200);
   });
 
+  it('answers CONNECT 400 without forwarding it (a backend closing on it must not count against its health)', async () => {
+    const b = await startBackend('n1');
+    const lb = await startLb(yaml([b], '', '    passiveHealth: { enabled: true, consecutiveErrors: 2, cooldown: 1m }'));
+    for (let i = 0; i < 3; i++) expect(await raw(lb.port(), 'CONNECT /x HTTP/1.1\r\nHost: x\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
+    expect(b.seen).toHaveLength(0);
+    expect(lb.logs().filter((l) => l.event === 'backend.health')).toEqual([]);
+    expect((await get(`${lb.url}/`)).status).toBe(200);
+  });
+
   it('answers a request body with a transfer coding besides chunked 501, without forwarding it', async () => {
     const b = await startBackend('n1');
     const lb = await startLb(yaml([b]));

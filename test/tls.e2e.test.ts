@@ -1,7 +1,8 @@
 import { copyFileSync } from 'node:fs';
+import net from 'node:net';
 import tls from 'node:tls';
 import https from 'node:https';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { startBackend } from './helpers/backends.js';
 import { startLb } from './helpers/lb.js';
 import { makeCert } from './helpers/certs.js';
@@ -70,6 +71,50 @@ describe('HTTPS', () => {
     expect(after.reused).toBe(true);
     expect(after.fp).toBe(first.fingerprint);
     agent.destroy();
+  });
+
+  it('a small answer leaves as one TLS record, its head and body together (the head is sent at once, but not alone)', async () => {
+    const cert = makeCert();
+    const b = await startBackend('n1', { handler: (_req, res) => res.writeHead(200, { 'content-length': 2 }).end('ok') });
+    const lb = await startLb(`
+listeners:
+  - { name: web-tls, protocol: https, host: 127.0.0.1, port: 0, pool: app, tls: { cert: ${cert.cert}, key: ${cert.key} } }
+pools:
+  app:
+    affinity: { mode: none }
+    backends: [ { id: n1, url: "${b.url}" } ]
+admin: { enabled: false }
+state: { file: "\${DIR}/state.json" }
+`);
+    // A TCP relay between the client and lb counts the TLS records lb sends once the handshake is over.
+    let records = 0;
+    let counting = false;
+    const relay = net.createServer((c) => {
+      const up = net.connect(lb.port('web-tls'), '127.0.0.1');
+      c.pipe(up);
+      up.on('data', (d: Buffer) => {
+        for (let at = 0; counting && at + 5 <= d.length; at += 5 + d.readUInt16BE(at + 3)) records++;
+        c.write(d);
+      });
+      c.on('error', () => undefined);
+      up.on('error', () => undefined);
+      c.on('close', () => up.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    onTestFinished(() => void relay.close());
+    const s = tls.connect({ port: (relay.address() as net.AddressInfo).port, host: '127.0.0.1', servername: 'localhost', rejectUnauthorized: false });
+    onTestFinished(() => void s.destroy());
+    await new Promise((r) => s.on('secureConnect', r));
+    await new Promise((r) => setTimeout(r, 100)); // session tickets come after the handshake
+    let got = '';
+    s.on('data', (d) => (got += d));
+    counting = true;
+    for (let i = 1; i <= 5; i++) {
+      s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      for (let n = 0; n < 100 && got.split('\r\n\r\nok').length <= i; n++) await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(got.split('\r\n\r\nok')).toHaveLength(6);
+    expect(records).toBe(5);
   });
 
   it('refuses TLS 1.0 and 1.1 by default', async () => {

@@ -183,6 +183,10 @@ describe('upstream client', () => {
   it("a silence that is the client's is LB_CLIENT_TIMEOUT, never the backend's: a request body it stops sending, a response it stops reading", async () => {
     const s = await server((req, res) => {
       if (req.url === '/big') return void res.end(Buffer.alloc(8 << 20, 'b')); // more than the sockets buffer
+      if (req.url === '/duplex') {
+        res.flushHeaders();
+        return void req.pipe(res);
+      }
       req.resume();
       req.on('end', () => res.end('got it'));
     });
@@ -202,6 +206,22 @@ describe('upstream client', () => {
       });
     });
     expect(stalled.code).toBe('LB_CLIENT_TIMEOUT');
+    // A backend that answers at once and then waits for the rest of the body (full duplex): the
+    // client that stops sending it is still the one waited on.
+    const duplex = new Readable({ read() {} });
+    duplex.push('hello');
+    let duplexHead = 0;
+    const half = await new Promise<LbError>((resolve) => {
+      p.request({ method: 'POST', path: '/duplex', headers: ['host', 'x', 'content-length', '10'], body: duplex, chunked: false, headersTimeout: 300, bodyTimeout: 300 }, {
+        onInformational() {},
+        onHead: (status) => void (duplexHead = status),
+        onData: () => true,
+        onEnd: () => resolve(new Error('completed') as LbError),
+        onError: resolve,
+      });
+    });
+    expect(duplexHead).toBe(200);
+    expect(half.code).toBe('LB_CLIENT_TIMEOUT');
     // And a backend that is itself silent is still the backend's.
     const silent = await server(() => undefined);
     await expect(send(pool(silent.url), { headersTimeout: 300 })).rejects.toMatchObject({ code: 'LB_BACKEND_TIMEOUT' });

@@ -67,6 +67,17 @@ export function isChunked(value: string): boolean {
   return value.length === 7 ? fieldIs(value, 'chunked') : value.trim().toLowerCase() === 'chunked';
 }
 
+/**
+ * Does an Upgrade request ask for WebSocket (its first Upgrade field is exactly that), the one
+ * protocol lb switches to? Any other (h2c from
+ * `curl --http2`, TLS/1.0) is answered as the plain request it also is: RFC 9110 §7.8 lets a
+ * server ignore Upgrade, as nginx and HAProxy do (and the field is hop-by-hop: never forwarded).
+ */
+export function asksForWebSocket(raw: readonly string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) if (fieldIs(raw[i], 'upgrade')) return raw[i + 1].trim().toLowerCase() === 'websocket';
+  return false;
+}
+
 export function get(h: HeaderList, name: string): string | undefined {
   for (let i = 0; i < h.length; i += 2) if (fieldIs(h[i], name)) return h[i + 1];
   return undefined;

@@ -4,6 +4,7 @@ import type { LbError } from '../util/errors.js';
 const TEXT: Record<number, string> = {
   400: 'Bad Request',
   404: 'Not Found',
+  408: 'Request Timeout',
   431: 'Request Header Fields Too Large',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
@@ -23,8 +24,9 @@ export function sendError(res: ProxyResponse, err: LbError, reqId: string): void
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
     'x-request-id': reqId,
-    // A request lb refused as malformed may have left anything in the connection: close it.
-    ...(err.status === 400 || err.status === 431 ? { connection: 'close' } : {}),
+    // A request lb refused as malformed, or whose body stopped coming, may have left anything in
+    // the connection: close it.
+    ...(err.status === 400 || err.status === 408 || err.status === 431 ? { connection: 'close' } : {}),
   });
   res.end(body);
 }

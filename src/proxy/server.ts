@@ -6,7 +6,7 @@ import {
   HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageBegin, kOnMessageComplete, methods,
   type LlhttpParser, type ParseError,
 } from './llhttp.js';
-import { fieldIs, isChunked } from './headers.js';
+import { asksForWebSocket, fieldIs, isChunked } from './headers.js';
 import { CRLF, chunkParts, closeLater, lastChunk } from './wire.js';
 import { SocketIO } from './socket-io.js';
 import { now as clockNow } from '../util/clock.js';
@@ -135,17 +135,6 @@ export class ProxyRequest {
   }
 }
 
-/**
- * Does an Upgrade request name WebSocket, the one protocol lb switches to? Any other (h2c from
- * `curl --http2`, TLS/1.0) is answered as the plain request it also is: RFC 9110 §7.8 lets a
- * server ignore Upgrade, as nginx and HAProxy do (and the field is hop-by-hop: never forwarded).
- */
-function asksForWebSocket(raw: readonly string[]): boolean {
-  for (let i = 0; i < raw.length; i += 2) {
-    if (fieldIs(raw[i], 'upgrade') && /(?:^|,)\s*websocket\s*(?:,|$)/i.test(raw[i + 1])) return true;
-  }
-  return false;
-}
 
 /** node:http's own checks: a name that is not a token, or a value with CR, LF or NUL, throws a TypeError. */
 function checkField(name: string, value: string): void {
@@ -186,6 +175,8 @@ function flatten(h: HeaderInput): string[] {
 }
 
 type Listener = () => void;
+
+const uncork = (s: net.Socket): void => s.uncork();
 
 /**
  * The answer to one request, written straight to the client socket. The subset of
@@ -314,6 +305,12 @@ export class ProxyResponse {
     if (this.#head === null || this.destroyed) return;
     const head = this.#head;
     this.#head = null;
+    // Stream path (TLS): hold the head until this callback has unwound, so body bytes from the
+    // same read join it in one write (one TLS record), as they did before the head was flushed.
+    if (!this.#io.direct && this.socket.writableCorked === 0) {
+      this.socket.cork();
+      process.nextTick(uncork, this.socket);
+    }
     this.#io.write(head);
   }
 
@@ -340,11 +337,16 @@ export class ProxyResponse {
     this.#emitClose();
   }
 
-  /** Abort: the client connection is destroyed (a truncated body is never presented as complete). */
-  destroy(_err?: Error): void {
+  /**
+   * Abort: the client connection is destroyed (a truncated body is never presented as complete).
+   * With an error, by a reset: a client reading a close-delimited body (HTTP/1.0) would take a
+   * plain close for its end.
+   */
+  destroy(err?: Error): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.socket.destroy();
+    if (err !== undefined && !this.socket.destroyed) this.socket.resetAndDestroy();
+    else this.socket.destroy();
     this.#emitClose();
   }
 
@@ -376,6 +378,9 @@ export class ProxyResponse {
     for (const fn of fns) fn();
   }
 }
+
+/** llhttp's method number for CONNECT (always an `upgrade`: the rest of the stream is a tunnel). */
+const CONNECT = methods.indexOf('CONNECT');
 
 const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 
@@ -476,7 +481,7 @@ class ClientConnection {
     this.headersStartedAt = 0;
     this.#midHead = false;
     const req = new ProxyRequest(methods[method] ?? 'GET', url, headers, major, minor, keepAlive, this.io);
-    if (upgrade && this.#server.handlers.onUpgrade && asksForWebSocket(headers)) {
+    if (upgrade && this.#server.handlers.onUpgrade && (method === CONNECT || asksForWebSocket(headers))) {
       // Handed over once execute() returns, with the bytes after the head. Only a connection
       // with nothing else in flight can change protocols; otherwise it is refused below.
       this.#upgrade = req;

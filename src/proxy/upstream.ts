@@ -179,15 +179,16 @@ class Connection {
     this.#informational = false;
     this.#keepAlive = keepAlive;
     const length = this.#readFraming(headers, keepAlive);
-    if (length === OTHER_CODING) {
+    // No body to read for HEAD, 204 and 304, whatever the framing headers say.
+    const bodyless = ex.req.method === 'HEAD' || status === 204 || status === 304;
+    if (length === OTHER_CODING && !bodyless) {
       // lb re-frames every body it relays; a coding it would have to pass on is refused, as nginx does.
       this.#fail(new LbError('LB_BACKEND_PROTOCOL', 'backend used a transfer coding other than chunked'));
       return 1;
     }
     this.#setTimeout(ex.req.bodyTimeout);
     ex.head(status, headers);
-    // No body to read for HEAD, 204 and 304, whatever the framing headers say.
-    if (ex.req.method === 'HEAD' || status === 204 || status === 304) return 1;
+    if (bodyless) return 1;
     if (length > 0) {
       this.#bodyLeft = length;
       // llhttp reports the message complete right after a head it is told to stop at. With no
@@ -469,7 +470,7 @@ class ActiveExchange implements Exchange {
    */
   waitingOnClient(io: SocketIO): boolean {
     if (this.#done) return false;
-    if (this.headReceived) return io.paused;
+    if (this.headReceived && io.paused) return true;
     return !this.#bodySent && this.#stopBody !== null && io.pending === 0;
   }
 

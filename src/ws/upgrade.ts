@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { ProxyRequest } from '../proxy/server.js';
 import type { ListenerConfig } from '../config/types.js';
 import { LbError, classifyUpstreamError } from '../util/errors.js';
-import { requestHeaders, requestIdOf } from '../proxy/headers.js';
+import { asksForWebSocket, requestHeaders, requestIdOf } from '../proxy/headers.js';
 import { reasonOf, resolveRequest, type AccessRecord, type ProxyDeps } from '../proxy/http-handler.js';
 import type { Decision } from '../affinity/types.js';
 import type { PoolRuntime } from '../balancer/balancer.js';
@@ -55,7 +55,7 @@ export function createUpgradeHandler(listener: ListenerConfig, deps: UpgradeDeps
     };
     const onClientError = (): void => void socket.destroy();
     socket.on('error', onClientError);
-    if (String(req.headers.upgrade).toLowerCase() !== 'websocket' || req.method !== 'GET') {
+    if (!asksForWebSocket(req.rawHeaders) || req.method !== 'GET') {
       log(400, 'LB_BAD_UPGRADE');
       return rawError(socket, 400, 'only WebSocket upgrades (GET, Upgrade: websocket) are supported', reqId);
     }

@@ -12,6 +12,8 @@ export function workerCount(config: LbConfig): number {
 
 const REPORT_MS = 250;
 const SYNC_TIMEOUT_MS = 3000;
+/** After the grace period, how long a stopping worker may take to exit before it is killed. */
+const STOP_MARGIN_MS = 2000;
 
 interface WorkerSlot {
   worker: Worker;
@@ -33,6 +35,7 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
   const slots = new Map<number, WorkerSlot>();
   let seq = 0;
   let stopping = false;
+  let stopGrace = 0;
   const aggregator = new AggregatorRegistry();
   const send = (slot: WorkerSlot, msg: ToWorker): void => {
     if (slot.worker.isConnected()) slot.worker.send(msg);
@@ -89,8 +92,10 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
   const onMessage = (slot: WorkerSlot, msg: ToPrimary): void => {
     switch (msg.t) {
       case 'lb:hello':
-        // The worker listens now (a message sent at 'online' would arrive before its listener).
-        send(slot, { t: 'lb:init', seq, state: app.state, backends: app.registry.all().map(stateOf) });
+        // The worker listens now (a message sent at 'online' would arrive before its listener):
+        // a broadcast lb:stop it missed while it loaded is sent again here instead of its state.
+        if (stopping) send(slot, { t: 'lb:stop', grace: stopGrace });
+        else send(slot, { t: 'lb:init', seq, state: app.state, backends: app.registry.all().map(stateOf) });
         break;
       case 'lb:ready':
         slot.ready = true;
@@ -151,8 +156,16 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
   app.stop = (grace = app.config.timeouts.gracePeriod) => {
     if (!stopping) {
       stopping = true;
+      stopGrace = grace;
       if (slots.size === 0) return origStop(0);
       broadcast({ t: 'lb:stop', grace });
+      // A worker that has not exited by then is killed, so the primary always exits.
+      setTimeout(() => {
+        for (const s of slots.values()) {
+          logger.warn({ event: 'cluster.worker.killed', worker: s.worker.id }, `worker ${s.worker.id} did not stop in time; killing it`);
+          s.worker.process.kill('SIGKILL');
+        }
+      }, grace + STOP_MARGIN_MS).unref();
     }
     return new Promise<void>((resolve) => {
       const check = setInterval(() => {
@@ -192,15 +205,17 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
   const toPrimary = (msg: ToPrimary): void => {
     if (process.connected) process.send!(msg);
   };
-  const init = await new Promise<Extract<ToWorker, { t: 'lb:init' }>>((resolve) => {
+  // The primary answers lb:hello with lb:init, or with lb:stop when it is stopping already.
+  const init = await new Promise<Extract<ToWorker, { t: 'lb:init' | 'lb:stop' }>>((resolve) => {
     const on = (msg: ToWorker): void => {
-      if (msg?.t !== 'lb:init') return;
+      if (msg?.t !== 'lb:init' && msg?.t !== 'lb:stop') return;
       process.off('message', on);
       resolve(msg);
     };
     process.on('message', on);
     toPrimary({ t: 'lb:hello' });
   });
+  if (init.t === 'lb:stop') return opts.onExit(0);
   const app = await App.start({
     config: opts.config,
     logger,

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { Agent, request } from 'undici';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { startBackend, deadPort } from './helpers/backends.js';
 
@@ -10,8 +11,8 @@ const TOKEN = 'cluster-token-123';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** `lb start -c FILE` as a process, not waiting for anything (the test decides what to wait for). */
-function spawnLb(file: string): { pid: number; logs: () => string; exited: Promise<number | string>; signal: (s: NodeJS.Signals) => void } {
-  const proc = spawn(process.execPath, [CLI, 'start', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+function spawnLb(file: string, command = 'start'): { pid: number; logs: () => string; exited: Promise<number | string>; signal: (s: NodeJS.Signals) => void } {
+  const proc = spawn(process.execPath, [CLI, command, '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout.on('data', (d) => (out += d));
   proc.stderr.on('data', (d) => (out += d));
@@ -41,28 +42,42 @@ async function waitFor(cond: () => boolean, ms: number): Promise<void> {
   }
 }
 
-async function clusterYaml(extra = ''): Promise<{ file: string; dir: string; port: number; adminPort: number }> {
-  const b = await startBackend('n1');
+/** One request on a fresh connection (the kernel spreads them over the workers). */
+async function fetchOnce(url: string, cookie?: string): Promise<{ status: number; id: string; cookie?: string }> {
+  const agent = new Agent({ pipelining: 0 });
+  try {
+    const r = await request(url, { headers: cookie ? { cookie, connection: 'close' } : { connection: 'close' }, dispatcher: agent });
+    const text = await r.body.text();
+    const sc = r.headers['set-cookie'];
+    return { status: r.statusCode, id: r.statusCode === 200 ? (JSON.parse(text) as { id: string }).id : '', cookie: sc ? String(sc).split(';')[0] : undefined };
+  } finally {
+    await agent.close();
+  }
+}
+
+const readyLines = (logs: string): number => (logs.match(/"cluster\.worker\.ready"/g) ?? []).length;
+
+async function clusterYaml(extra = '', affinity = '{ mode: none }', ids = ['n1']): Promise<{ file: string; dir: string; port: number; adminPort: number; yaml: string }> {
+  const bs = await Promise.all(ids.map((id) => startBackend(id)));
   const dir = mkdtempSync(join(tmpdir(), 'lb-life-'));
   const port = await deadPort();
   const adminPort = await deadPort();
   const file = join(dir, 'lb.yaml');
-  writeFileSync(
-    file,
-    `
+  const yaml = `
 workers: 2
 listeners: [ { name: web, host: 127.0.0.1, port: ${port}, pool: app } ]
 pools:
   app:
-    affinity: { mode: none }
+    affinity: ${affinity}
+    balance: round-robin
     backends:
-      - { id: n1, url: "${b.url}" }
+${bs.map((b) => `      - { id: ${b.id}, url: "${b.url}" }`).join('\n')}
 admin: { host: 127.0.0.1, port: ${adminPort}, token: ${TOKEN} }
 state: { file: "${dir}/state.json" }
 timeouts: { gracePeriod: 1s }
-${extra}`,
-  );
-  return { file, dir, port, adminPort };
+${extra}`;
+  writeFileSync(file, yaml);
+  return { file, dir, port, adminPort, yaml };
 }
 
 describe('workers: 2, lifecycle', () => {
@@ -75,5 +90,61 @@ describe('workers: 2, lifecycle', () => {
     expect(await within(lb.exited, 8000)).toBe(0);
     // No worker went on serving after the stop.
     expect(lb.logs()).not.toMatch(/"cluster\.worker\.died"/);
+  });
+
+  it('a replacement worker runs the config the primary runs, not the file as it is now', async () => {
+    const { file, port, yaml } = await clusterYaml('', '{ mode: cookie, cookie: { secrets: ["secret-AAAAAAAAAAAA"] } }', ['n1', 'n2', 'n3']);
+    const lb = spawnLb(file);
+    await waitFor(() => readyLines(lb.logs()) === 2, 15_000);
+    const base = `http://127.0.0.1:${port}/`;
+    const users = await Promise.all(Array.from({ length: 20 }, () => fetchOnce(base)));
+
+    // Edited, not reloaded: a new cookie secret. Then a worker dies.
+    writeFileSync(file, yaml.replace('secret-AAAAAAAAAAAA', 'secret-BBBBBBBBBBBB'));
+    process.kill(Number(/"workerPid":(\d+)/.exec(lb.logs())![1]), 'SIGKILL');
+    await waitFor(() => readyLines(lb.logs()) === 3, 15_000);
+    for (let round = 0; round < 3; round++) {
+      const again = await Promise.all(users.map((u) => fetchOnce(base, u.cookie)));
+      again.forEach((a, i) => expect(a.id).toBe(users[i].id)); // nobody logged out
+    }
+
+    // The file is now invalid (a reload would be rejected): a worker dies and is still replaced.
+    writeFileSync(file, 'workers: 2\npools: { app: { balance: fastest } }\n');
+    const pids = [...lb.logs().matchAll(/"workerPid":(\d+)/g)].map((m) => Number(m[1]));
+    process.kill(pids[pids.length - 1], 'SIGKILL');
+    await waitFor(() => readyLines(lb.logs()) === 4, 15_000);
+    for (const u of users) expect((await fetchOnce(base, u.cookie)).id).toBe(u.id);
+    lb.signal('SIGTERM');
+    expect(await within(lb.exited, 8000)).toBe(0);
+  });
+
+  it('lb demo with workers: 2 starts the demo servers once, in the primary', async () => {
+    const [p, a, b1, b2] = await Promise.all([deadPort(), deadPort(), deadPort(), deadPort()]);
+    const dir = mkdtempSync(join(tmpdir(), 'lb-life-'));
+    const file = join(dir, 'demo.yaml');
+    writeFileSync(
+      file,
+      `workers: 2
+listeners: [ { name: web, host: 127.0.0.1, port: ${p}, pool: app } ]
+pools:
+  app:
+    affinity: { mode: cookie }
+    backends:
+      - { id: node-1, url: "http://127.0.0.1:${b1}" }
+      - { id: node-2, url: "http://127.0.0.1:${b2}" }
+admin: { host: 127.0.0.1, port: ${a} }
+state: { file: ${dir}/s.json }
+timeouts: { gracePeriod: 1s }
+`,
+    );
+    const lb = spawnLb(file, 'demo');
+    await waitFor(() => readyLines(lb.logs()) === 2 || /EADDRINUSE|worker\.died/.test(lb.logs()), 15_000);
+    expect(lb.logs()).not.toMatch(/EADDRINUSE|worker\.died/);
+    expect(lb.logs().match(/lb demo:/g)).toHaveLength(1);
+    const r = await request(`http://127.0.0.1:${p}/`);
+    expect(r.statusCode).toBe(200);
+    expect(await r.body.text()).toMatch(/node-[12]/);
+    lb.signal('SIGTERM');
+    expect(await within(lb.exited, 8000)).toBe(0);
   });
 });

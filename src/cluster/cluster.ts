@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { App } from '../app.js';
+import { loadConfigFile } from '../config/load.js';
 import type { LbConfig } from '../config/types.js';
 import { applyState, stateOf, type BackendReport, type ToPrimary, type ToWorker } from './protocol.js';
 
@@ -28,7 +29,7 @@ interface WorkerSlot {
  * admin calls only once every worker applied the change, aggregates what they report (in-flight,
  * WebSockets, sessions, metrics), replaces a worker that dies, and stops them all gracefully.
  */
-export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadConfig: () => LbConfig; onExit: (code: number) => void }): Promise<App> {
+export async function runPrimary(opts: { config: LbConfig; file: string; logger: Logger; loadConfig: () => LbConfig; onExit: (code: number) => void }): Promise<App> {
   const { logger } = opts;
   const n = workerCount(opts.config);
   const app = await App.start({ config: opts.config, logger, loadConfig: opts.loadConfig, role: 'primary' });
@@ -95,7 +96,7 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
         // The worker listens now (a message sent at 'online' would arrive before its listener):
         // a broadcast lb:stop it missed while it loaded is sent again here instead of its state.
         if (stopping) send(slot, { t: 'lb:stop', grace: stopGrace });
-        else send(slot, { t: 'lb:init', seq, state: app.state, backends: app.registry.all().map(stateOf) });
+        else send(slot, { t: 'lb:init', seq, state: app.state, backends: app.registry.all().map(stateOf), config: app.config, file: opts.file });
         break;
       case 'lb:ready':
         slot.ready = true;
@@ -180,12 +181,11 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
 }
 
 /**
- * A cluster worker: waits for the primary's state, runs the App in the `worker` role (listeners
+ * A cluster worker: waits for the primary's config and state, runs the App in the `worker` role (listeners
  * only), applies every change the primary sends (acknowledging each), and reports in-flight,
  * WebSockets, request tallies, session touches and passive-health ejections every 250 ms.
  */
-export async function runWorker(opts: { config: LbConfig; logger: Logger; loadConfig: () => LbConfig; onExit: (code: number) => void }): Promise<void> {
-  const { logger } = opts;
+export async function runWorker(opts: { logger: (config: LbConfig) => Logger; onExit: (code: number) => void }): Promise<void> {
   // Queue what the primary sends while this worker starts; nothing may be dropped.
   const queued: ToWorker[] = [];
   let handle: ((msg: ToWorker) => void) | undefined;
@@ -216,8 +216,9 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
     toPrimary({ t: 'lb:hello' });
   });
   if (init.t === 'lb:stop') return opts.onExit(0);
+  const logger = opts.logger(init.config);
   const app = await App.start({
-    config: opts.config,
+    config: init.config,
     logger,
     role: 'worker',
     state: init.state,
@@ -253,7 +254,7 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
       case 'lb:reload':
         app.state = msg.state;
         try {
-          app.reload(opts.loadConfig());
+          app.reload(loadConfigFile(init.file));
         } catch (err) {
           logger.error({ event: 'config.reload.rejected', error: (err as Error).message }, 'worker reload failed');
         }

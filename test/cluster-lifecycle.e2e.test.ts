@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Agent, request } from 'undici';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { startBackend, deadPort } from './helpers/backends.js';
+import { startBackend, deadPort, type TestBackend } from './helpers/backends.js';
+import { api } from './helpers/admin.js';
 
 const CLI = resolve('dist/cli/main.js');
 const TOKEN = 'cluster-token-123';
@@ -57,7 +58,7 @@ async function fetchOnce(url: string, cookie?: string): Promise<{ status: number
 
 const readyLines = (logs: string): number => (logs.match(/"cluster\.worker\.ready"/g) ?? []).length;
 
-async function clusterYaml(extra = '', affinity = '{ mode: none }', ids = ['n1']): Promise<{ file: string; dir: string; port: number; adminPort: number; yaml: string }> {
+async function clusterYaml(extra = '', affinity = '{ mode: none }', ids = ['n1']): Promise<{ file: string; dir: string; port: number; adminPort: number; yaml: string; bs: TestBackend[] }> {
   const bs = await Promise.all(ids.map((id) => startBackend(id)));
   const dir = mkdtempSync(join(tmpdir(), 'lb-life-'));
   const port = await deadPort();
@@ -77,7 +78,7 @@ state: { file: "${dir}/state.json" }
 timeouts: { gracePeriod: 1s }
 ${extra}`;
   writeFileSync(file, yaml);
-  return { file, dir, port, adminPort, yaml };
+  return { file, dir, port, adminPort, yaml, bs };
 }
 
 describe('workers: 2, lifecycle', () => {
@@ -144,6 +145,27 @@ timeouts: { gracePeriod: 1s }
     const r = await request(`http://127.0.0.1:${p}/`);
     expect(r.statusCode).toBe(200);
     expect(await r.body.text()).toMatch(/node-[12]/);
+    lb.signal('SIGTERM');
+    expect(await within(lb.exited, 8000)).toBe(0);
+  });
+
+  it('health checks run in the primary only, also after an admin add and a reload', async () => {
+    const added = await startBackend('n3');
+    const { file, adminPort, bs } = await clusterYaml('', '{ mode: none }\n    healthCheck: { path: /health, interval: 250ms, timeout: 200ms, rise: 1, fall: 1 }', ['n1', 'n2']);
+    const lb = spawnLb(file);
+    await waitFor(() => readyLines(lb.logs()) === 2, 15_000);
+    const admin = `http://127.0.0.1:${adminPort}`;
+    expect((await api(admin, 'POST', '/api/v1/backends', { token: TOKEN, body: { id: 'n3', url: added.url } })).status).toBeLessThan(300);
+    expect((await api(admin, 'POST', '/api/v1/reload', { token: TOKEN })).status).toBe(200);
+    // n3 was added live, n1 was there at start (and reloaded).
+    const probes = (b: TestBackend): number => b.seen.filter((r) => r.url === '/health').length;
+    const before = [added, bs[0]].map(probes);
+    await sleep(2000);
+    // One checker probes every 250 ms ± 20 %: at most 11 in 2 s; one per process would be ~24.
+    for (const [i, b] of [added, bs[0]].entries()) {
+      expect(probes(b) - before[i]).toBeLessThanOrEqual(11);
+      expect(probes(b) - before[i]).toBeGreaterThanOrEqual(4);
+    }
     lb.signal('SIGTERM');
     expect(await within(lb.exited, 8000)).toBe(0);
   });

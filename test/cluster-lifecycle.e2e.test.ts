@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -89,6 +90,7 @@ describe('workers: 2, lifecycle', () => {
     await sleep(delay);
     lb.signal('SIGTERM');
     expect(await within(lb.exited, 8000)).toBe(0);
+    expect(lb.logs()).not.toMatch(/"cluster\.worker\.killed"/);
     // No worker went on serving after the stop.
     expect(lb.logs()).not.toMatch(/"cluster\.worker\.died"/);
   });
@@ -168,5 +170,19 @@ timeouts: { gracePeriod: 1s }
     }
     lb.signal('SIGTERM');
     expect(await within(lb.exited, 8000)).toBe(0);
+  });
+
+  it('a listener port already in use: lb exits 1 with the error, as with workers: 1, instead of forking forever', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+    onTestFinished(() => void blocker.close());
+    const taken = (blocker.address() as net.AddressInfo).port;
+    const { file, yaml } = await clusterYaml();
+    writeFileSync(file, yaml.replace(/port: \d+, pool: app/, `port: ${taken}, pool: app`));
+    const lb = spawnLb(file);
+    expect(await within(lb.exited, 10_000)).toBe(1);
+    expect(lb.logs()).toMatch(/lb start: .*EADDRINUSE/);
+    expect(lb.logs()).toMatch(/"cluster\.start\.failed".*"code":1/);
+    expect(lb.logs()).not.toMatch(/"cluster\.worker\.died"/);
   });
 });

@@ -15,11 +15,17 @@ const REPORT_MS = 250;
 const SYNC_TIMEOUT_MS = 3000;
 /** After the grace period, how long a stopping worker may take to exit before it is killed. */
 const STOP_MARGIN_MS = 2000;
+/** A worker that had been ready is replaced after this; one that died before ready, after this × 2^deaths in a row. */
+const RESPAWN_MS = 250;
+/** Workers dying before ready this many times in a row (after the first start): lb gives up. */
+const MAX_EARLY_DEATHS = 5;
 
 interface WorkerSlot {
   worker: Worker;
   acked: number;
   ready: boolean;
+  /** Why it failed to start, as it said (lb:failed). */
+  error?: string;
   report?: Extract<ToPrimary, { t: 'lb:report' }>['backends'];
 }
 
@@ -29,7 +35,7 @@ interface WorkerSlot {
  * admin calls only once every worker applied the change, aggregates what they report (in-flight,
  * WebSockets, sessions, metrics), replaces a worker that dies, and stops them all gracefully.
  */
-export async function runPrimary(opts: { config: LbConfig; file: string; logger: Logger; loadConfig: () => LbConfig; onExit: (code: number) => void }): Promise<App> {
+export async function runPrimary(opts: { config: LbConfig; file: string; logger: Logger; loadConfig: () => LbConfig; onExit: (code: number, err?: Error) => void }): Promise<App> {
   const { logger } = opts;
   const n = workerCount(opts.config);
   const app = await App.start({ config: opts.config, logger, loadConfig: opts.loadConfig, role: 'primary' });
@@ -37,6 +43,10 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
   let seq = 0;
   let stopping = false;
   let stopGrace = 0;
+  /** Every worker was ready once; until then any worker's death fails the start, as with workers: 1. */
+  let started = false;
+  let earlyDeaths = 0;
+  let failure: Error | undefined;
   const aggregator = new AggregatorRegistry();
   const send = (slot: WorkerSlot, msg: ToWorker): void => {
     if (slot.worker.isConnected()) slot.worker.send(msg);
@@ -100,7 +110,12 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
         break;
       case 'lb:ready':
         slot.ready = true;
+        earlyDeaths = 0;
+        started ||= slots.size === n && [...slots.values()].every((s) => s.ready);
         logger.info({ event: 'cluster.worker.ready', worker: slot.worker.id, workerPid: slot.worker.process.pid }, `worker ${slot.worker.id} ready`);
+        break;
+      case 'lb:failed':
+        slot.error = msg.error;
         break;
       case 'lb:ack':
         slot.acked = Math.max(slot.acked, msg.seq);
@@ -141,14 +156,26 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
 
   };
   cluster.on('exit', (worker, code, signal) => {
+    const slot = slots.get(worker.id);
     slots.delete(worker.id);
     for (const w of [...waiters]) w();
     if (stopping) {
-      if (slots.size === 0) void app.stop(0).then(() => opts.onExit(0));
+      if (slots.size === 0) void app.stop(0).then(() => opts.onExit(failure ? 1 : 0, failure));
       return;
     }
-    logger.error({ event: 'cluster.worker.died', worker: worker.id, code, signal }, `worker ${worker.id} died (${signal ?? code}); starting another`);
-    fork();
+    const why = slot?.error ?? `exit ${signal ?? code}`;
+    if (!slot?.ready && (!started || ++earlyDeaths >= MAX_EARLY_DEATHS)) {
+      // Not a crash to ride out (a port in use, a missing certificate…): fail as workers: 1 does.
+      failure = new Error(slot?.error ?? `worker ${worker.id} failed to start (${why})`);
+      logger.error({ event: 'cluster.start.failed', worker: worker.id, code, signal, error: why }, `worker ${worker.id} failed to start (${why}); stopping`);
+      void app.stop(0).then(() => opts.onExit(1, failure));
+      return;
+    }
+    const delay = slot?.ready ? RESPAWN_MS : RESPAWN_MS * 2 ** earlyDeaths;
+    logger.error({ event: 'cluster.worker.died', worker: worker.id, code, signal, error: slot?.error }, `worker ${worker.id} died (${why}); starting another in ${delay} ms`);
+    setTimeout(() => {
+      if (!stopping) fork();
+    }, delay);
   });
   for (let i = 0; i < n; i++) fork();
   logger.info({ event: 'cluster.start', workers: n }, `lb primary: ${n} workers`);

@@ -41,6 +41,8 @@ export type BackendReport = [number, number, number, number];
 export type ToPrimary =
   | { t: 'lb:hello' }
   | { t: 'lb:ready' }
+  /** The worker could not start (sent just before it exits): the primary logs it, and fails a first start with it. */
+  | { t: 'lb:failed'; error: string }
   | { t: 'lb:ack'; seq: number }
   | {
       t: 'lb:report';

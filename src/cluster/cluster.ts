@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { App } from '../app.js';
-import { loadConfigFile } from '../config/load.js';
+import { deepFreeze, loadConfigFile } from '../config/load.js';
 import type { LbConfig } from '../config/types.js';
 import { applyState, stateOf, type BackendReport, type ToPrimary, type ToWorker } from './protocol.js';
 
@@ -245,7 +245,8 @@ export async function runWorker(opts: { logger: (config: LbConfig) => Logger; on
   if (init.t === 'lb:stop') return opts.onExit(0);
   const logger = opts.logger(init.config);
   const app = await App.start({
-    config: init.config,
+    // A JSON copy of the primary's frozen config: frozen again, as the file loader leaves it.
+    config: deepFreeze(init.config),
     logger,
     role: 'worker',
     state: init.state,

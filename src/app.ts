@@ -141,7 +141,8 @@ export class App {
       void this.websockets.closeWhere((x) => x === b, CLOSE_SERVICE_RESTART, this.config.websocket.closeRate);
     });
     const poolConfig = (p: string): PoolConfig | undefined => this.registry.view(p)?.config;
-    this.health = new ActiveChecker({ registry: this.registry, config: (p) => poolConfig(p)?.healthCheck, random: o.random, now: o.now });
+    // Workers take health from the primary, which checks once for all of them.
+    this.health = new ActiveChecker({ registry: this.registry, config: (p) => poolConfig(p)?.healthCheck, random: o.random, now: o.now, scheduled: o.role !== 'worker' });
     this.#undo.push(() => this.health.close());
     this.metrics = new Metrics({
       registry: this.registry,

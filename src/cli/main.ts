@@ -1,7 +1,10 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 import { run } from './run.js';
+import { serveWorker } from './serve.js';
 
-run(process.argv.slice(2)).then(
+// A cluster worker runs no command of its own: it serves what the primary sends it.
+(cluster.isWorker ? serveWorker() : run(process.argv.slice(2))).then(
   (code) => {
     if (code !== undefined) process.exitCode = code;
   },

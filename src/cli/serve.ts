@@ -1,8 +1,10 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cluster from 'node:cluster';
+import type { Logger } from 'pino';
 import { App } from '../app.js';
 import { runPrimary, runWorker, workerCount } from '../cluster/cluster.js';
+import type { ToPrimary } from '../cluster/protocol.js';
 import { loadConfigFile } from '../config/load.js';
 import type { LbConfig } from '../config/types.js';
 import { createLogger } from '../log.js';
@@ -21,32 +23,23 @@ export async function serve(configFile: string, extra: { onStop?: () => Promise<
   const logger = createLogger(config.log.level);
   const loadConfig = (): LbConfig => loadConfigFile(configFile);
   const workers = workerCount(config);
-  if (workers > 1 && cluster.isWorker) {
-    // A worker stops when the primary says so (it relays SIGTERM/SIGINT), or when the primary is gone.
-    return new Promise<number>((resolveExit) => {
-      const exit = (code: number): void => {
-        logger.flush();
-        resolveExit(code);
-        // The IPC channel keeps a worker alive: let go of it so the process ends.
-        if (process.connected) process.disconnect();
-        setTimeout(() => process.exit(code), 2000).unref();
-      };
-      for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => undefined);
-      process.on('disconnect', () => exit(1));
-      runWorker({ config, logger, loadConfig, onExit: exit }).catch((err: Error) => {
-        logger.error({ event: 'cluster.worker.failed', error: err.message }, `worker failed to start: ${err.message}`);
-        exit(1);
-      });
-    });
-  }
   let app: App;
+  // The cluster primary fails when its workers cannot start (a port in use…): as workers: 1 does.
+  let fail: (err: Error) => void = () => undefined;
   try {
-    app = workers > 1 ? await runPrimary({ config, logger, loadConfig, onExit: () => undefined }) : await App.start({ config, logger, loadConfig });
+    app =
+      workers > 1
+        ? await runPrimary({ config, file: configFile, logger, loadConfig, onExit: (code, err) => code !== 0 && fail(err ?? new Error(`exit ${code}`)) })
+        : await App.start({ config, logger, loadConfig });
   } catch (err) {
     logger.flush();
     throw err;
   }
-  return new Promise<number>((resolveExit) => {
+  return new Promise<number>((resolveExit, rejectExit) => {
+    fail = (err) => {
+      logger.flush();
+      rejectExit(err);
+    };
     const stop = (signal: string): void => {
       logger.info({ event: 'signal', signal }, `${signal}: graceful stop`);
       void app
@@ -67,6 +60,34 @@ export async function serve(configFile: string, extra: { onStop?: () => Promise<
         // SIGHUP also means "re-read the certificate": do that even when the new config is bad.
         app.reloadTls();
       }
+    });
+  });
+}
+
+/**
+ * A cluster worker process (whatever command the primary runs: `start` or `demo`). It reads no
+ * config file: the primary sends the config it runs. It stops when the primary says so (the
+ * primary relays SIGTERM/SIGINT), or when the primary is gone; a failure to start ends it.
+ */
+export function serveWorker(): Promise<number> {
+  let logger: Logger | undefined;
+  return new Promise<number>((resolveExit) => {
+    const exit = (code: number): void => {
+      logger?.flush();
+      resolveExit(code);
+      process.exitCode ??= code;
+      // The IPC channel keeps a worker alive: let go of it so the process ends. (Through the
+      // cluster worker: a bare process.disconnect() makes node exit at once with code 0.)
+      if (process.connected) cluster.worker!.disconnect();
+      setTimeout(() => process.exit(code), 2000).unref();
+    };
+    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => undefined);
+    process.on('disconnect', () => exit(1));
+    runWorker({ logger: (config) => (logger = createLogger(config.log.level)), onExit: exit }).catch((err: Error) => {
+      (logger ?? createLogger('info')).error({ event: 'cluster.worker.failed', error: err.message }, `worker failed to start: ${err.message}`);
+      // Tell the primary why before going (it fails its own start with this error).
+      if (process.connected) process.send!({ t: 'lb:failed', error: err.message } satisfies ToPrimary, undefined, {}, () => exit(1));
+      else exit(1);
     });
   });
 }

@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { App } from '../app.js';
+import { deepFreeze, loadConfigFile } from '../config/load.js';
 import type { LbConfig } from '../config/types.js';
 import { applyState, stateOf, type BackendReport, type ToPrimary, type ToWorker } from './protocol.js';
 
@@ -12,11 +13,19 @@ export function workerCount(config: LbConfig): number {
 
 const REPORT_MS = 250;
 const SYNC_TIMEOUT_MS = 3000;
+/** After the grace period, how long a stopping worker may take to exit before it is killed. */
+const STOP_MARGIN_MS = 2000;
+/** A worker that had been ready is replaced after this; one that died before ready, after this × 2^deaths in a row. */
+const RESPAWN_MS = 250;
+/** Workers dying before ready this many times in a row (after the first start): lb gives up. */
+const MAX_EARLY_DEATHS = 5;
 
 interface WorkerSlot {
   worker: Worker;
   acked: number;
   ready: boolean;
+  /** Why it failed to start, as it said (lb:failed). */
+  error?: string;
   report?: Extract<ToPrimary, { t: 'lb:report' }>['backends'];
 }
 
@@ -26,13 +35,18 @@ interface WorkerSlot {
  * admin calls only once every worker applied the change, aggregates what they report (in-flight,
  * WebSockets, sessions, metrics), replaces a worker that dies, and stops them all gracefully.
  */
-export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadConfig: () => LbConfig; onExit: (code: number) => void }): Promise<App> {
+export async function runPrimary(opts: { config: LbConfig; file: string; logger: Logger; loadConfig: () => LbConfig; onExit: (code: number, err?: Error) => void }): Promise<App> {
   const { logger } = opts;
   const n = workerCount(opts.config);
   const app = await App.start({ config: opts.config, logger, loadConfig: opts.loadConfig, role: 'primary' });
   const slots = new Map<number, WorkerSlot>();
   let seq = 0;
   let stopping = false;
+  let stopGrace = 0;
+  /** Every worker was ready once; until then any worker's death fails the start, as with workers: 1. */
+  let started = false;
+  let earlyDeaths = 0;
+  let failure: Error | undefined;
   const aggregator = new AggregatorRegistry();
   const send = (slot: WorkerSlot, msg: ToWorker): void => {
     if (slot.worker.isConnected()) slot.worker.send(msg);
@@ -89,12 +103,19 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
   const onMessage = (slot: WorkerSlot, msg: ToPrimary): void => {
     switch (msg.t) {
       case 'lb:hello':
-        // The worker listens now (a message sent at 'online' would arrive before its listener).
-        send(slot, { t: 'lb:init', seq, state: app.state, backends: app.registry.all().map(stateOf) });
+        // The worker listens now (a message sent at 'online' would arrive before its listener):
+        // a broadcast lb:stop it missed while it loaded is sent again here instead of its state.
+        if (stopping) send(slot, { t: 'lb:stop', grace: stopGrace });
+        else send(slot, { t: 'lb:init', seq, state: app.state, backends: app.registry.all().map(stateOf), config: app.config, file: opts.file });
         break;
       case 'lb:ready':
         slot.ready = true;
+        earlyDeaths = 0;
+        started ||= slots.size === n && [...slots.values()].every((s) => s.ready);
         logger.info({ event: 'cluster.worker.ready', worker: slot.worker.id, workerPid: slot.worker.process.pid }, `worker ${slot.worker.id} ready`);
+        break;
+      case 'lb:failed':
+        slot.error = msg.error;
         break;
       case 'lb:ack':
         slot.acked = Math.max(slot.acked, msg.seq);
@@ -135,14 +156,26 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
 
   };
   cluster.on('exit', (worker, code, signal) => {
+    const slot = slots.get(worker.id);
     slots.delete(worker.id);
     for (const w of [...waiters]) w();
     if (stopping) {
-      if (slots.size === 0) void app.stop(0).then(() => opts.onExit(0));
+      if (slots.size === 0) void app.stop(0).then(() => opts.onExit(failure ? 1 : 0, failure));
       return;
     }
-    logger.error({ event: 'cluster.worker.died', worker: worker.id, code, signal }, `worker ${worker.id} died (${signal ?? code}); starting another`);
-    fork();
+    const why = slot?.error ?? `exit ${signal ?? code}`;
+    if (!slot?.ready && (!started || ++earlyDeaths >= MAX_EARLY_DEATHS)) {
+      // Not a crash to ride out (a port in use, a missing certificate…): fail as workers: 1 does.
+      failure = new Error(slot?.error ?? `worker ${worker.id} failed to start (${why})`);
+      logger.error({ event: 'cluster.start.failed', worker: worker.id, code, signal, error: why }, `worker ${worker.id} failed to start (${why}); stopping`);
+      void app.stop(0).then(() => opts.onExit(1, failure));
+      return;
+    }
+    const delay = slot?.ready ? RESPAWN_MS : RESPAWN_MS * 2 ** earlyDeaths;
+    logger.error({ event: 'cluster.worker.died', worker: worker.id, code, signal, error: slot?.error }, `worker ${worker.id} died (${why}); starting another in ${delay} ms`);
+    setTimeout(() => {
+      if (!stopping) fork();
+    }, delay);
   });
   for (let i = 0; i < n; i++) fork();
   logger.info({ event: 'cluster.start', workers: n }, `lb primary: ${n} workers`);
@@ -151,8 +184,16 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
   app.stop = (grace = app.config.timeouts.gracePeriod) => {
     if (!stopping) {
       stopping = true;
+      stopGrace = grace;
       if (slots.size === 0) return origStop(0);
       broadcast({ t: 'lb:stop', grace });
+      // A worker that has not exited by then is killed, so the primary always exits.
+      setTimeout(() => {
+        for (const s of slots.values()) {
+          logger.warn({ event: 'cluster.worker.killed', worker: s.worker.id }, `worker ${s.worker.id} did not stop in time; killing it`);
+          s.worker.process.kill('SIGKILL');
+        }
+      }, grace + STOP_MARGIN_MS).unref();
     }
     return new Promise<void>((resolve) => {
       const check = setInterval(() => {
@@ -167,12 +208,11 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
 }
 
 /**
- * A cluster worker: waits for the primary's state, runs the App in the `worker` role (listeners
+ * A cluster worker: waits for the primary's config and state, runs the App in the `worker` role (listeners
  * only), applies every change the primary sends (acknowledging each), and reports in-flight,
  * WebSockets, request tallies, session touches and passive-health ejections every 250 ms.
  */
-export async function runWorker(opts: { config: LbConfig; logger: Logger; loadConfig: () => LbConfig; onExit: (code: number) => void }): Promise<void> {
-  const { logger } = opts;
+export async function runWorker(opts: { logger: (config: LbConfig) => Logger; onExit: (code: number) => void }): Promise<void> {
   // Queue what the primary sends while this worker starts; nothing may be dropped.
   const queued: ToWorker[] = [];
   let handle: ((msg: ToWorker) => void) | undefined;
@@ -192,17 +232,21 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
   const toPrimary = (msg: ToPrimary): void => {
     if (process.connected) process.send!(msg);
   };
-  const init = await new Promise<Extract<ToWorker, { t: 'lb:init' }>>((resolve) => {
+  // The primary answers lb:hello with lb:init, or with lb:stop when it is stopping already.
+  const init = await new Promise<Extract<ToWorker, { t: 'lb:init' | 'lb:stop' }>>((resolve) => {
     const on = (msg: ToWorker): void => {
-      if (msg?.t !== 'lb:init') return;
+      if (msg?.t !== 'lb:init' && msg?.t !== 'lb:stop') return;
       process.off('message', on);
       resolve(msg);
     };
     process.on('message', on);
     toPrimary({ t: 'lb:hello' });
   });
+  if (init.t === 'lb:stop') return opts.onExit(0);
+  const logger = opts.logger(init.config);
   const app = await App.start({
-    config: opts.config,
+    // A JSON copy of the primary's frozen config: frozen again, as the file loader leaves it.
+    config: deepFreeze(init.config),
     logger,
     role: 'worker',
     state: init.state,
@@ -238,7 +282,7 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
       case 'lb:reload':
         app.state = msg.state;
         try {
-          app.reload(opts.loadConfig());
+          app.reload(loadConfigFile(init.file));
         } catch (err) {
           logger.error({ event: 'config.reload.rejected', error: (err as Error).message }, 'worker reload failed');
         }

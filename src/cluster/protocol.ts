@@ -1,5 +1,6 @@
 import type { Registry } from '../balancer/registry.js';
 import type { AdminState, Backend, Health } from '../balancer/types.js';
+import type { LbConfig } from '../config/types.js';
 import type { PersistedState } from '../state/types.js';
 
 /**
@@ -23,7 +24,11 @@ export interface BackendState {
 }
 
 export type ToWorker =
-  | { t: 'lb:init'; seq: number; state: PersistedState; backends: BackendState[] }
+  /**
+   * The config is the one the primary runs (validated there; a worker never parses the file, so a
+   * replacement runs what its siblings run even after an unreloaded edit). `file` is its path.
+   */
+  | { t: 'lb:init'; seq: number; state: PersistedState; backends: BackendState[]; config: LbConfig; file: string }
   | { t: 'lb:sync'; seq: number; upsert?: BackendState; remove?: string }
   | { t: 'lb:deadline'; id: string }
   | { t: 'lb:reload'; state: PersistedState }
@@ -36,6 +41,8 @@ export type BackendReport = [number, number, number, number];
 export type ToPrimary =
   | { t: 'lb:hello' }
   | { t: 'lb:ready' }
+  /** The worker could not start (sent just before it exits): the primary logs it, and fails a first start with it. */
+  | { t: 'lb:failed'; error: string }
   | { t: 'lb:ack'; seq: number }
   | {
       t: 'lb:report';

@@ -19,7 +19,8 @@ export function formatIssue(i: Issue): string {
   return `${i.path || '(top)'}: ${i.message}${i.line ? ` (line ${i.line})` : ''}`;
 }
 
-function deepFreeze<T>(o: T): T {
+/** Freeze a config and everything in it (also a copy received over the cluster IPC channel). */
+export function deepFreeze<T>(o: T): T {
   if (o && typeof o === 'object' && !Object.isFrozen(o)) {
     Object.freeze(o);
     for (const v of Object.values(o)) deepFreeze(v);

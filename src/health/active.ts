@@ -40,10 +40,13 @@ export class ActiveChecker extends EventEmitter<{ probe: [ProbeResult] }> {
   readonly #random: () => number;
   readonly #now: () => number;
   readonly #targets = new Map<string, Target>();
+  readonly #scheduled: boolean;
   #closed = false;
 
-  constructor(deps: { registry: Registry; config: (pool: string) => HealthCheckConfig | undefined; random?: () => number; now?: () => number }) {
+  /** `scheduled: false` (a cluster worker: the primary checks): only probeNow() probes. */
+  constructor(deps: { registry: Registry; config: (pool: string) => HealthCheckConfig | undefined; random?: () => number; now?: () => number; scheduled?: boolean }) {
     super();
+    this.#scheduled = deps.scheduled ?? true;
     this.#registry = deps.registry;
     this.#config = deps.config;
     this.#random = deps.random ?? Math.random;
@@ -82,6 +85,7 @@ export class ActiveChecker extends EventEmitter<{ probe: [ProbeResult] }> {
   }
 
   #track(b: Backend, fresh: boolean): void {
+    if (!this.#scheduled) return;
     const cfg = this.#config(b.pool);
     if (!cfg?.enabled) {
       this.#untrack(b.id);

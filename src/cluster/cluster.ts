@@ -37,8 +37,11 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
   const send = (slot: WorkerSlot, msg: ToWorker): void => {
     if (slot.worker.isConnected()) slot.worker.send(msg);
   };
+  /** While the primary applies a reload, the syncs it causes wait here (see app.reload below). */
+  let held: ToWorker[] | undefined;
   const broadcast = (msg: ToWorker): void => {
-    for (const s of slots.values()) send(s, msg);
+    if (held) held.push(msg);
+    else for (const s of slots.values()) send(s, msg);
   };
 
   app.registry.on('change', (e) => {
@@ -80,9 +83,20 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
   // The certificate lives in the workers' listeners.
   app.reloadTls = () => broadcast({ t: 'lb:tls' });
   const origReload = app.reload.bind(app);
+  // A reload can add the pools its registry changes refer to: workers get the reload (with the
+  // config the primary applied) first, in sequence, then those changes.
   app.reload = (next) => {
-    const warnings = origReload(next);
-    broadcast({ t: 'lb:reload', state: app.state });
+    const reloadSeq = ++seq;
+    held = [];
+    let warnings: string[] | undefined;
+    try {
+      warnings = origReload(next);
+    } finally {
+      const syncs = held;
+      held = undefined;
+      if (warnings) broadcast({ t: 'lb:reload', seq: reloadSeq, state: app.state, config: next });
+      for (const m of syncs) broadcast(m);
+    }
     return warnings;
   };
 
@@ -217,7 +231,8 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
   toPrimary({ t: 'lb:ack', seq: init.seq });
   let applied = init.seq;
 
-  handle = (msg: ToWorker) => {
+  let diverged = false;
+  const apply = (msg: ToWorker): void => {
     switch (msg.t) {
       case 'lb:sync':
         // A change sent before the init snapshot is already in it: never roll back to it.
@@ -236,12 +251,13 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
         break;
       }
       case 'lb:reload':
-        app.state = msg.state;
-        try {
-          app.reload(opts.loadConfig());
-        } catch (err) {
-          logger.error({ event: 'config.reload.rejected', error: (err as Error).message }, 'worker reload failed');
+        // The primary validated and applied this config; a snapshot newer than it is already in force.
+        if (msg.seq > applied) {
+          app.state = msg.state;
+          app.reload(msg.config);
+          applied = msg.seq;
         }
+        toPrimary({ t: 'lb:ack', seq: msg.seq });
         break;
       case 'lb:tls':
         app.reloadTls();
@@ -249,6 +265,19 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
       case 'lb:stop':
         void app.stop(msg.grace).then(() => opts.onExit(0));
         break;
+    }
+  };
+  // A change this worker cannot apply leaves it diverged from the primary: rather than serve with
+  // other state than the fleet (or die on an exception in the IPC handler), it stops accepting,
+  // finishes what it has for a moment, and exits; the primary starts a fresh one from its state.
+  handle = (msg: ToWorker) => {
+    if (diverged) return;
+    try {
+      apply(msg);
+    } catch (err) {
+      diverged = true;
+      logger.error({ event: 'cluster.worker.diverged', message: msg.t, error: (err as Error).message }, `worker could not apply ${msg.t} from the primary (${(err as Error).message}); exiting to be replaced`);
+      void app.stop(Math.min(1000, app.config.timeouts.gracePeriod)).finally(() => opts.onExit(1));
     }
   };
   for (const msg of queued.splice(0)) handle(msg);

@@ -1,4 +1,5 @@
 import type { Registry } from '../balancer/registry.js';
+import type { LbConfig } from '../config/types.js';
 import type { AdminState, Backend, Health } from '../balancer/types.js';
 import type { PersistedState } from '../state/types.js';
 
@@ -26,7 +27,8 @@ export type ToWorker =
   | { t: 'lb:init'; seq: number; state: PersistedState; backends: BackendState[] }
   | { t: 'lb:sync'; seq: number; upsert?: BackendState; remove?: string }
   | { t: 'lb:deadline'; id: string }
-  | { t: 'lb:reload'; state: PersistedState }
+  /** A config reload, in sequence before the syncs it causes (which may refer to the pools it adds). */
+  | { t: 'lb:reload'; seq: number; state: PersistedState; config: LbConfig }
   | { t: 'lb:tls' }
   | { t: 'lb:stop'; grace: number };
 

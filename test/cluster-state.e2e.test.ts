@@ -1,0 +1,81 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Agent, request } from 'undici';
+import { deadPort, startBackend } from './helpers/backends.js';
+import { lbProcess } from './helpers/raw.js';
+import { api } from './helpers/admin.js';
+
+const TOKEN = 'cluster-token-123';
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** One request on a fresh connection, so the kernel spreads them over the workers. */
+async function fetchOnce(url: string): Promise<{ status: number; id?: string }> {
+  const agent = new Agent({ pipelining: 0 });
+  try {
+    const r = await request(url, { headers: { connection: 'close' }, dispatcher: agent });
+    const text = await r.body.text();
+    let id: string | undefined;
+    try {
+      id = (JSON.parse(text) as { id?: string }).id;
+    } catch {
+      /* not JSON */
+    }
+    return { status: r.statusCode, id };
+  } finally {
+    await agent.close();
+  }
+}
+
+/** lb with `workers: 2` and the given pools (YAML under `pools:`), ready; `write` replaces its config file. */
+async function clusterLb(pools: (ports: { admin: number }) => string, extra = ''): Promise<{ base: string; admin: string; logs: () => string; write: (y: string) => void; head: string; kill: () => void }> {
+  const adminPort = await deadPort();
+  const head = `
+workers: 2
+listeners: [ { name: web, host: 127.0.0.1, port: \${PORT}, pool: app } ]
+admin: { host: 127.0.0.1, port: ${adminPort}, token: ${TOKEN} }
+state: { file: "\${DIR}/state.json" }
+`;
+  const lb = await lbProcess(head + extra + 'pools:' + pools({ admin: adminPort }));
+  const admin = `http://127.0.0.1:${adminPort}`;
+  for (let i = 0; i < 100 && (await api(admin, 'GET', '/readyz')).status !== 200; i++) await sleep(100);
+  const fill = (y: string): string => y.replaceAll('${PORT}', String(lb.port)).replaceAll('${DIR}', lb.dir);
+  return {
+    base: `http://127.0.0.1:${lb.port}`,
+    admin,
+    logs: lb.proc.logs,
+    write: (y) => writeFileSync(join(lb.dir, 'lb.yaml'), fill(y)),
+    head,
+    kill: () => lb.proc.proc.kill('SIGKILL'),
+  };
+}
+
+describe('workers: 2, state kept in step with the primary', () => {
+  it('a reload that adds a pool and a route is applied by every worker before the API answers, and no worker dies', async () => {
+    const n1 = await startBackend('n1');
+    const r1 = await startBackend('r1');
+    const app = `
+  app:
+    affinity: { mode: none }
+    backends:
+      - { id: n1, url: "${n1.url}" }
+`;
+    const lb = await clusterLb(() => app);
+    lb.write(`${lb.head}routes:\n  - match: { pathPrefix: /reports/ }\n    pool: replicas\npools:${app}
+  replicas:
+    affinity: { mode: none }
+    backends:
+      - { id: r1, url: "${r1.url}" }
+`);
+    const rl = await api(lb.admin, 'POST', '/api/v1/reload', { token: TOKEN });
+    expect(rl.status).toBe(200);
+    // Right after the answer, on fresh connections (both workers): the new route and pool serve.
+    const res = await Promise.all(Array.from({ length: 16 }, () => fetchOnce(`${lb.base}/reports/x`)));
+    expect(res.map((r) => `${r.status}:${r.id}`)).toEqual(res.map(() => '200:r1'));
+    await sleep(500);
+    expect(lb.logs()).not.toMatch(/"cluster\.worker\.died"/);
+    const again = await Promise.all(Array.from({ length: 8 }, () => fetchOnce(`${lb.base}/`)));
+    expect(again.map((r) => r.id)).toEqual(again.map(() => 'n1'));
+    lb.kill();
+  });
+});

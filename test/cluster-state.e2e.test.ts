@@ -78,4 +78,41 @@ describe('workers: 2, state kept in step with the primary', () => {
     expect(again.map((r) => r.id)).toEqual(again.map(() => 'n1'));
     lb.kill();
   });
+
+  it('a drain is not "drained", and a DELETE without force is refused, while a worker has a request in flight', async () => {
+    const n1 = await startBackend('n1');
+    const n2 = await startBackend('n2');
+    const lb = await clusterLb(() => `
+  app:
+    affinity: { mode: none }
+    backends:
+      - { id: n1, url: "${n1.url}" }
+  other:
+    affinity: { mode: none }
+    backends:
+      - { id: n2, url: "${n2.url}" }
+`);
+    // DELETE 30 ms into a 2 s request (well inside a worker's 250 ms report interval), three times.
+    for (let i = 0; i < 3; i++) {
+      const slow = fetchOnce(`${lb.base}/slow?ms=2000`);
+      await sleep(30);
+      const d = await api(lb.admin, 'DELETE', '/api/v1/backends/n1', { token: TOKEN });
+      expect(d.status).toBe(409);
+      expect(d.body.error.code).toBe('LB_BACKEND_BUSY');
+      expect((await slow).id).toBe('n1');
+    }
+    // Drain 30 ms into a 3 s request: draining with it counted, and still draining while it runs.
+    const slow = fetchOnce(`${lb.base}/slow?ms=3000`);
+    await sleep(30);
+    const d = await api(lb.admin, 'POST', '/api/v1/backends/n1/drain', { token: TOKEN, body: {} });
+    expect(d.status).toBe(202);
+    expect([d.body.adminState, d.body.inFlight]).toEqual(['draining', 1]);
+    await sleep(1200);
+    expect((await api(lb.admin, 'GET', '/api/v1/backends/n1', { token: TOKEN })).body.adminState).toBe('draining');
+    expect((await slow).id).toBe('n1');
+    let state = '';
+    for (let i = 0; i < 30 && state !== 'drained'; i++, await sleep(100)) state = (await api(lb.admin, 'GET', '/api/v1/backends/n1', { token: TOKEN })).body.adminState;
+    expect(state).toBe('drained');
+    lb.kill();
+  });
 });

@@ -133,6 +133,9 @@ export class Control {
 
   async remove(id: string, force: boolean): Promise<void> {
     this.#writable();
+    this.#backend(id);
+    // Cluster: decide on the workers' counts as of now, not their last periodic report.
+    if (!force) await this.#app.freshReports?.();
     const b = this.#backend(id);
     const p = this.#app.drains.progress(b);
     if (p.remaining > 0 && !force) {

@@ -44,8 +44,12 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
     else for (const s of slots.values()) send(s, msg);
   };
 
+  /** Per backend, the sequence number of its last change: its counts are trusted once every worker acked it. */
+  const changedAt = new Map<string, number>();
   app.registry.on('change', (e) => {
     seq++;
+    if (e.type === 'removed') changedAt.delete(e.backend.id);
+    else changedAt.set(e.backend.id, seq);
     broadcast(e.type === 'removed' ? { t: 'lb:sync', seq, remove: e.backend.id } : { t: 'lb:sync', seq, upsert: stateOf(e.backend) });
   });
   app.drains.on('deadline', (b) => broadcast({ t: 'lb:deadline', id: b.id }));
@@ -68,6 +72,13 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
       }, SYNC_TIMEOUT_MS);
       waiters.add(check);
     });
+  };
+  app.drains.trusts = (b) => synced(changedAt.get(b.id) ?? 0);
+  // An empty sync: every worker answers it with a report, then its ack.
+  app.freshReports = () => {
+    seq++;
+    broadcast({ t: 'lb:sync', seq });
+    return app.afterPersist!();
   };
   app.readyExtra = () => slots.size === n && [...slots.values()].every((s) => s.ready);
   app.metricsText = async () => (await app.metrics.text()) + (await aggregator.clusterMetrics());
@@ -231,6 +242,15 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
   toPrimary({ t: 'lb:ack', seq: init.seq });
   let applied = init.seq;
 
+  /**
+   * Acknowledge a change with a report first (IPC keeps the order): once every worker acked a
+   * change, the primary's in-flight, WebSocket and session numbers are at least as fresh as it,
+   * which is what a drain's "drained" and a DELETE's "not busy" must be decided on.
+   */
+  const ack = (seq: number): void => {
+    sendReport();
+    toPrimary({ t: 'lb:ack', seq });
+  };
   let diverged = false;
   const apply = (msg: ToWorker): void => {
     switch (msg.t) {
@@ -241,7 +261,7 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
           if (msg.upsert) applyState(app.registry, msg.upsert);
           applied = msg.seq;
         }
-        toPrimary({ t: 'lb:ack', seq: msg.seq });
+        ack(msg.seq);
         break;
       case 'lb:deadline': {
         const b = app.registry.get(msg.id);
@@ -257,7 +277,7 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
           app.reload(msg.config);
           applied = msg.seq;
         }
-        toPrimary({ t: 'lb:ack', seq: msg.seq });
+        ack(msg.seq);
         break;
       case 'lb:tls':
         app.reloadTls();
@@ -280,8 +300,7 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
       void app.stop(Math.min(1000, app.config.timeouts.gracePeriod)).finally(() => opts.onExit(1));
     }
   };
-  for (const msg of queued.splice(0)) handle(msg);
-  const report = setInterval(() => {
+  function sendReport(): void {
     const backends: Record<string, BackendReport> = {};
     for (const b of app.registry.all()) {
       const t = app.metrics.tallies(b);
@@ -295,7 +314,9 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
     toPrimary({ t: 'lb:report', backends, touches: [...touches.values()], ejects: [...ejects] });
     touches.clear();
     ejects.clear();
-  }, REPORT_MS);
+  }
+  const report = setInterval(sendReport, REPORT_MS);
   report.unref();
+  for (const msg of queued.splice(0)) handle(msg);
   toPrimary({ t: 'lb:ready' });
 }

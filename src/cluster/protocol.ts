@@ -25,6 +25,7 @@ export interface BackendState {
 
 export type ToWorker =
   | { t: 'lb:init'; seq: number; state: PersistedState; backends: BackendState[] }
+  /** One Registry change; with neither field, only a request for a fresh report (then the ack). */
   | { t: 'lb:sync'; seq: number; upsert?: BackendState; remove?: string }
   | { t: 'lb:deadline'; id: string }
   /** A config reload, in sequence before the syncs it causes (which may refer to the pools it adds). */

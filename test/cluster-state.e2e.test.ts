@@ -115,4 +115,52 @@ describe('workers: 2, state kept in step with the primary', () => {
     expect(state).toBe('drained');
     lb.kill();
   });
+
+  it('metrics across a worker replacement: counters and dashboard rates never go down, /metrics answers while a worker starts', async () => {
+    const n1 = await startBackend('n1');
+    const lb = await clusterLb(() => `
+  app:
+    affinity: { mode: none }
+    backends:
+      - { id: n1, url: "${n1.url}" }
+`);
+    const scrape = async (): Promise<{ status: number; total: number }> => {
+      const r = await request(`${lb.admin}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      const text = await r.body.text();
+      return { status: r.statusCode, total: [...text.matchAll(/^lb_requests_total\{[^}]*\} (\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0) };
+    };
+    const rps: number[] = [];
+    const stream = await request(`${lb.admin}/api/v1/stream`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    let buf = '';
+    stream.body.on('data', (d: Buffer) => {
+      buf += d;
+      for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+        const ev = JSON.parse(buf.slice(buf.indexOf('{'), i)) as { pools: Array<{ backends: Array<{ rps: number }> }> };
+        buf = buf.slice(i + 2);
+        rps.push(ev.pools[0].backends[0].rps);
+      }
+    });
+    stream.body.on('error', () => undefined);
+
+    for (let i = 0; i < 100; i++) await fetchOnce(`${lb.base}/`);
+    expect(await scrape()).toEqual({ status: 200, total: 100 });
+    await sleep(1500);
+    const pid = Number(/"workerPid":(\d+)/.exec(lb.logs())![1]);
+    process.kill(pid, 'SIGKILL');
+    await sleep(30);
+    const during = await scrape();
+    expect(during.status).toBe(200);
+    expect(during.total).toBe(100);
+    const readyLines = (): number => (lb.logs().match(/"cluster\.worker\.ready"/g) ?? []).length;
+    for (let i = 0; i < 100 && readyLines() < 3; i++) await sleep(100);
+    expect(readyLines()).toBe(3);
+    expect((await scrape()).status).toBe(200); // the new worker answers too
+    for (let i = 0; i < 10; i++) await fetchOnce(`${lb.base}/`);
+    await sleep(1500);
+    expect(await scrape()).toEqual({ status: 200, total: 110 });
+    stream.body.destroy();
+    expect(rps.length).toBeGreaterThan(3);
+    expect(Math.min(...rps)).toBeGreaterThanOrEqual(0);
+    lb.kill();
+  });
 });

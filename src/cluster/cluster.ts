@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { App } from '../app.js';
 import type { LbConfig } from '../config/types.js';
-import { applyState, stateOf, type BackendReport, type ToPrimary, type ToWorker } from './protocol.js';
+import { applyState, stateOf, type BackendReport, type MetricsJson, type ToPrimary, type ToWorker } from './protocol.js';
 
 export function workerCount(config: LbConfig): number {
   return config.workers === 'auto' ? availableParallelism() : config.workers;
@@ -12,12 +12,18 @@ export function workerCount(config: LbConfig): number {
 
 const REPORT_MS = 250;
 const SYNC_TIMEOUT_MS = 3000;
+/** How long /metrics waits for a worker's answer before it uses the worker's last one. */
+const METRICS_TIMEOUT_MS = 1000;
+/** Metric types that only count up (kept from a worker that is gone; its gauges go with it). */
+const COUNTING = new Set(['counter', 'histogram']);
 
 interface WorkerSlot {
   worker: Worker;
   acked: number;
   ready: boolean;
   report?: Extract<ToPrimary, { t: 'lb:report' }>['backends'];
+  /** The worker's last metrics answer. */
+  metrics?: MetricsJson;
 }
 
 /**
@@ -33,7 +39,22 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
   const slots = new Map<number, WorkerSlot>();
   let seq = 0;
   let stopping = false;
-  const aggregator = new AggregatorRegistry();
+  /**
+   * What workers that are gone had counted (counters and histograms, and their request tallies
+   * per backend): added in, so totals never go down when a worker is replaced (Prometheus reads
+   * a drop as a counter reset).
+   */
+  let retired: MetricsJson[] = [];
+  const retiredTallies = new Map<string, [number, number]>();
+  const retire = (slot: WorkerSlot): void => {
+    if (slot.metrics) retired.push(slot.metrics.filter((m) => COUNTING.has(String(m.type))));
+    for (const [id, r] of Object.entries(slot.report ?? {})) {
+      const t = retiredTallies.get(id) ?? [0, 0];
+      retiredTallies.set(id, [t[0] + r[2], t[1] + r[3]]);
+    }
+  };
+  let metricsId = 0;
+  const metricsWaiters = new Map<number, () => void>();
   const send = (slot: WorkerSlot, msg: ToWorker): void => {
     if (slot.worker.isConnected()) slot.worker.send(msg);
   };
@@ -81,10 +102,30 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
     return app.afterPersist!();
   };
   app.readyExtra = () => slots.size === n && [...slots.values()].every((s) => s.ready);
-  app.metricsText = async () => (await app.metrics.text()) + (await aggregator.clusterMetrics());
+  // Only ready workers are asked (a starting one may never answer), briefly; a worker that does
+  // not answer in time counts with its last answer.
+  app.metricsText = async () => {
+    const asked = [...slots.values()].filter((s) => s.ready && s.worker.isConnected());
+    if (asked.length) {
+      const id = ++metricsId;
+      await new Promise<void>((resolve) => {
+        let left = asked.length;
+        const done = (): void => {
+          clearTimeout(timer);
+          metricsWaiters.delete(id);
+          resolve();
+        };
+        const timer = setTimeout(done, METRICS_TIMEOUT_MS);
+        metricsWaiters.set(id, () => --left === 0 && done());
+        for (const s of asked) send(s, { t: 'lb:metrics', id });
+      });
+    }
+    if (retired.length > 1) retired = [await AggregatorRegistry.aggregate(retired).getMetricsAsJSON()];
+    const parts = [...[...slots.values()].flatMap((s) => (s.metrics ? [s.metrics] : [])), ...retired];
+    return (await app.metrics.text()) + (parts.length ? await AggregatorRegistry.aggregate(parts).metrics() : '');
+  };
   app.tallies = (b) => {
-    let total = 0;
-    let errors = 0;
+    let [total, errors] = retiredTallies.get(b.id) ?? [0, 0];
     for (const s of slots.values()) {
       const r = s.report?.[b.id];
       if (r) [total, errors] = [total + r[2], errors + r[3]];
@@ -120,6 +161,10 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
       case 'lb:ready':
         slot.ready = true;
         logger.info({ event: 'cluster.worker.ready', worker: slot.worker.id, workerPid: slot.worker.process.pid }, `worker ${slot.worker.id} ready`);
+        break;
+      case 'lb:metrics':
+        slot.metrics = msg.metrics;
+        metricsWaiters.get(msg.id)?.();
         break;
       case 'lb:ack':
         slot.acked = Math.max(slot.acked, msg.seq);
@@ -160,6 +205,8 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
 
   };
   cluster.on('exit', (worker, code, signal) => {
+    const gone = slots.get(worker.id);
+    if (gone) retire(gone);
     slots.delete(worker.id);
     for (const w of [...waiters]) w();
     if (stopping) {
@@ -234,8 +281,6 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
     onTouch: touch,
     onEject: (b) => ejects.add(b.id),
   });
-  new AggregatorRegistry(); // answers the primary's metrics requests
-  AggregatorRegistry.setRegistries([app.metrics.registry]);
   const known = new Set(init.backends.map((b) => b.id));
   for (const b of app.registry.all()) if (!known.has(b.id)) app.registry.remove(b.id);
   for (const s of init.backends) applyState(app.registry, s);
@@ -281,6 +326,9 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
         break;
       case 'lb:tls':
         app.reloadTls();
+        break;
+      case 'lb:metrics':
+        void app.metrics.registry.getMetricsAsJSON().then((metrics) => toPrimary({ t: 'lb:metrics', id: msg.id, metrics }));
         break;
       case 'lb:stop':
         void app.stop(msg.grace).then(() => opts.onExit(0));

@@ -1,4 +1,5 @@
 import type { Registry } from '../balancer/registry.js';
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { LbConfig } from '../config/types.js';
 import type { AdminState, Backend, Health } from '../balancer/types.js';
 import type { PersistedState } from '../state/types.js';
@@ -31,6 +32,8 @@ export type ToWorker =
   /** A config reload, in sequence before the syncs it causes (which may refer to the pools it adds). */
   | { t: 'lb:reload'; seq: number; state: PersistedState; config: LbConfig }
   | { t: 'lb:tls' }
+  /** Asks for this worker's metrics (answered with lb:metrics and the same id). */
+  | { t: 'lb:metrics'; id: number }
   | { t: 'lb:stop'; grace: number };
 
 /** Per backend: [inFlight, websockets, requests answered, 5xx answered] (the last two are running totals). */
@@ -40,6 +43,8 @@ export type ToPrimary =
   | { t: 'lb:hello' }
   | { t: 'lb:ready' }
   | { t: 'lb:ack'; seq: number }
+  /** The worker's registry as prom-client's getMetricsAsJSON() gives it. */
+  | { t: 'lb:metrics'; id: number; metrics: MetricsJson }
   | {
       t: 'lb:report';
       backends: Record<string, BackendReport>;
@@ -48,6 +53,8 @@ export type ToPrimary =
       /** Backends this worker's passive checks want ejected. */
       ejects: string[];
     };
+
+export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 
 export function stateOf(b: Backend): BackendState {
   return {

@@ -163,4 +163,36 @@ describe('workers: 2, state kept in step with the primary', () => {
     expect(Math.min(...rps)).toBeGreaterThanOrEqual(0);
     lb.kill();
   });
+
+  it('hash mode: keys any worker saw on a draining backend stay there on every worker', async () => {
+    const bs = await Promise.all(['n1', 'n2', 'n3'].map((id) => startBackend(id)));
+    const lb = await clusterLb(() => `
+  app:
+    affinity: { mode: hash, hash: { key: "header:x-user" } }
+    backends:
+${bs.map((b) => `      - { id: ${b.id}, url: "${b.url}" }`).join('\n')}
+`);
+    const as = async (key: string): Promise<string | undefined> => {
+      const agent = new Agent({ pipelining: 0 });
+      try {
+        const r = await request(`${lb.base}/`, { headers: { connection: 'close', 'x-user': key }, dispatcher: agent });
+        return ((await r.body.json()) as { id: string }).id;
+      } finally {
+        await agent.close();
+      }
+    };
+    const keys = Array.from({ length: 90 }, (_, i) => `user-${i}`);
+    const first = await Promise.all(keys.map(as));
+    const onN3 = keys.filter((_, i) => first[i] === 'n3');
+    expect(onN3.length).toBeGreaterThan(5);
+    await sleep(600); // a report interval: the primary knows these keys
+    expect((await api(lb.admin, 'POST', '/api/v1/backends/n3/drain', { token: TOKEN, body: {} })).status).toBe(202);
+    for (let round = 0; round < 4; round++) {
+      const again = await Promise.all(onN3.map(as));
+      expect(again).toEqual(onN3.map(() => 'n3'));
+    }
+    const fresh = await Promise.all(Array.from({ length: 30 }, (_, i) => as(`new-${i}`)));
+    expect(fresh).not.toContain('n3');
+    lb.kill();
+  });
 });

@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { App } from '../app.js';
+import type { Backend } from '../balancer/types.js';
 import type { LbConfig } from '../config/types.js';
 import { applyState, stateOf, type BackendReport, type MetricsJson, type ToPrimary, type ToWorker } from './protocol.js';
 
@@ -67,7 +68,15 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
 
   /** Per backend, the sequence number of its last change: its counts are trusted once every worker acked it. */
   const changedAt = new Map<string, number>();
+  /** A draining backend's remembered hash keys, for workers that may not have seen them. */
+  const remembered = (b: Backend): ToWorker | undefined => {
+    const keys = app.balancer.pool(b.pool)?.affinity.keysOf?.(b.id);
+    return keys?.length ? { t: 'lb:remember', pool: b.pool, backend: b.id, keys } : undefined;
+  };
   app.registry.on('change', (e) => {
+    // Before the drain itself, so no worker places one of these keys elsewhere meanwhile.
+    const keys = e.type === 'admin' && e.to === 'draining' ? remembered(e.backend) : undefined;
+    if (keys) broadcast(keys);
     seq++;
     if (e.type === 'removed') changedAt.delete(e.backend.id);
     else changedAt.set(e.backend.id, seq);
@@ -157,6 +166,10 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
       case 'lb:hello':
         // The worker listens now (a message sent at 'online' would arrive before its listener).
         send(slot, { t: 'lb:init', seq, state: app.state, backends: app.registry.all().map(stateOf) });
+        for (const b of app.registry.all()) {
+          const keys = b.adminState === 'draining' ? remembered(b) : undefined;
+          if (keys) send(slot, keys);
+        }
         break;
       case 'lb:ready':
         slot.ready = true;
@@ -182,10 +195,19 @@ export async function runPrimary(opts: { config: LbConfig; logger: Logger; loadC
           b.inFlight = inFlight;
           b.websockets = websockets;
         }
+        const relay = new Map<string, Extract<ToWorker, { t: 'lb:remember' }>>();
         for (const [pool, id, backend, expiresAt] of msg.touches) {
-          app.balancer.pool(pool)?.affinity.remember?.(id, backend, expiresAt);
+          const affinity = app.balancer.pool(pool)?.affinity;
+          affinity?.remember?.(id, backend, expiresAt);
           app.recordTouch(pool, id, backend, expiresAt);
+          // A hash key seen on a draining backend stays there on the other workers too.
+          if (affinity?.keysOf && app.registry.get(backend)?.adminState === 'draining') {
+            const r = relay.get(backend) ?? { t: 'lb:remember', pool, backend, keys: [] };
+            r.keys.push(id);
+            relay.set(backend, r);
+          }
         }
+        for (const r of relay.values()) for (const s of slots.values()) if (s !== slot) send(s, r);
         for (const id of msg.ejects) {
           const b = app.registry.get(id);
           if (b) app.passive.ejectNow(b);
@@ -308,6 +330,11 @@ export async function runWorker(opts: { config: LbConfig; logger: Logger; loadCo
         }
         ack(msg.seq);
         break;
+      case 'lb:remember': {
+        const affinity = app.balancer.pool(msg.pool)?.affinity;
+        for (const k of msg.keys) affinity?.remember?.(k, msg.backend, 0);
+        break;
+      }
       case 'lb:deadline': {
         const b = app.registry.get(msg.id);
         if (!b) break;

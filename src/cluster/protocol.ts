@@ -29,6 +29,8 @@ export type ToWorker =
   /** One Registry change; with neither field, only a request for a fresh report (then the ack). */
   | { t: 'lb:sync'; seq: number; upsert?: BackendState; remove?: string }
   | { t: 'lb:deadline'; id: string }
+  /** Hash keys the fleet's workers saw on a draining backend: they stay there (SPEC §3). */
+  | { t: 'lb:remember'; pool: string; backend: string; keys: string[] }
   /** A config reload, in sequence before the syncs it causes (which may refer to the pools it adds). */
   | { t: 'lb:reload'; seq: number; state: PersistedState; config: LbConfig }
   | { t: 'lb:tls' }

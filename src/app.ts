@@ -97,6 +97,8 @@ export class App {
   readonly #onTouch?: AppOptions['onTouch'];
   /** Primary: resolves once every worker has applied the latest change (admin API barrier). */
   afterPersist?: () => Promise<void>;
+  /** Primary: resolves once every worker reported its in-flight, WebSockets and sessions afresh (or after a timeout). */
+  freshReports?: () => Promise<void>;
   /** Primary: extra readiness (all workers listening). */
   readyExtra?: () => boolean;
   /** Primary: /metrics text including the workers' aggregated metrics. */

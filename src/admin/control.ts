@@ -133,6 +133,9 @@ export class Control {
 
   async remove(id: string, force: boolean): Promise<void> {
     this.#writable();
+    this.#backend(id);
+    // Cluster: decide on the workers' counts as of now, not their last periodic report.
+    if (!force) await this.#app.freshReports?.();
     const b = this.#backend(id);
     const p = this.#app.drains.progress(b);
     if (p.remaining > 0 && !force) {
@@ -143,14 +146,17 @@ export class Control {
     await this.#app.persistBackends();
   }
 
-  reload(): { reloaded: true; warnings: string[] } {
+  /** Apply the config file again; answers once every cluster worker applied it too. */
+  async reload(): Promise<{ reloaded: true; warnings: string[] }> {
     let next: LbConfig;
     try {
       next = this.#loadConfig();
     } catch (err) {
       throw new ApiError('LB_CONFIG_INVALID', (err as Error).message);
     }
-    return { reloaded: true, warnings: this.#app.reload(next) };
+    const warnings = this.#app.reload(next);
+    await this.#app.afterPersist?.();
+    return { reloaded: true, warnings };
   }
 
   exportState(): PersistedState {

@@ -91,7 +91,7 @@ export function routesFor(c: Control, insight: Insight, onChange: AdminServerDep
     ['POST', /^\/api\/v1\/backends\/([^/]+)\/enable$/, async ({ id }) => changed('enable', id, await c.enable(id))],
     ['POST', /^\/api\/v1\/backends\/([^/]+)\/maint$/, async ({ id }) => changed('maint', id, await c.maint(id))],
     ['GET', /^\/api\/v1\/pools$/, () => [200, { pools: c.pools() }]],
-    ['POST', /^\/api\/v1\/reload$/, () => [200, c.reload()]],
+    ['POST', /^\/api\/v1\/reload$/, async () => [200, await c.reload()]],
     ['GET', /^\/api\/v1\/state$/, () => [200, c.exportState()]],
     ['GET', /^\/api\/v1\/plan$/, ({ query }) => [200, insight.plan(query)]],
     ['GET', /^\/api\/v1\/explain$/, ({ query }) => [200, insight.explain(query)]],

@@ -131,6 +131,11 @@ export class HashAffinity implements Affinity {
     this.#recent.touch(key, backendId);
   }
 
+  keysOf(backendId: string): string[] {
+    this.#recent.sweep();
+    return this.#recent.keysOf(backendId);
+  }
+
   held(): Array<[string, string]> {
     return [...this.#held].map(([k, h]) => [k, h.backend]);
   }

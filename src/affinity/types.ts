@@ -73,6 +73,11 @@ export interface Affinity {
   sweep(part?: number): void;
   /** Cluster primary: a session (or hash key) a worker saw, so counts cover every worker. */
   remember?(id: string, backendId: string, expiresAt: number): void;
+  /**
+   * Cluster primary, hash mode: the keys remembered on a backend, sent to every worker when it
+   * starts draining (a key seen by one worker must stay there whichever worker it reaches next).
+   */
+  keysOf?(backendId: string): string[];
   /** Cluster worker: sessions kept alive by open WebSockets here (re-announced while held). */
   held?(): Array<[id: string, backendId: string]>;
 }

@@ -34,6 +34,11 @@ export class DrainMonitor extends EventEmitter<{ deadline: [Backend]; drained: [
   readonly #since: number;
   readonly #tracks = new Map<string, Track>();
   #timer?: NodeJS.Timeout;
+  /**
+   * Cluster primary: whether a backend's counts (reported by the workers) are at least as fresh
+   * as its last change; until then a zero may be a worker's report from before the drain.
+   */
+  trusts?: (b: Backend) => boolean;
 
   constructor(deps: { registry: Registry; balancer: Balancer; now: () => number; intervalMs?: number }) {
     super();
@@ -82,7 +87,7 @@ export class DrainMonitor extends EventEmitter<{ deadline: [Backend]; drained: [
         this.emit('deadline', b);
       }
       const { remaining } = this.progress(b);
-      if (remaining === 0 && (t.deadlineHandled || this.#watchedLongEnough(b, now))) {
+      if (remaining === 0 && (this.trusts?.(b) ?? true) && (t.deadlineHandled || this.#watchedLongEnough(b, now))) {
         b.drainedBy = t.deadlineHandled ? 'deadline' : 'idle';
         this.#registry.setAdminState(b.id, 'drained');
         this.#tracks.delete(b.id);

@@ -3,9 +3,10 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { App } from '../app.js';
-import { deepFreeze, loadConfigFile } from '../config/load.js';
+import { deepFreeze } from '../config/load.js';
+import type { Backend } from '../balancer/types.js';
 import type { LbConfig } from '../config/types.js';
-import { applyState, stateOf, type BackendReport, type ToPrimary, type ToWorker } from './protocol.js';
+import { applyState, stateOf, type BackendReport, type MetricsJson, type ToPrimary, type ToWorker } from './protocol.js';
 
 export function workerCount(config: LbConfig): number {
   return config.workers === 'auto' ? availableParallelism() : config.workers;
@@ -19,6 +20,10 @@ const STOP_MARGIN_MS = 2000;
 const RESPAWN_MS = 250;
 /** Workers dying before ready this many times in a row (after the first start): lb gives up. */
 const MAX_EARLY_DEATHS = 5;
+/** How long /metrics waits for a worker's answer before it uses the worker's last one. */
+const METRICS_TIMEOUT_MS = 1000;
+/** Metric types that only count up (kept from a worker that is gone; its gauges go with it). */
+const COUNTING = new Set(['counter', 'histogram']);
 
 interface WorkerSlot {
   worker: Worker;
@@ -27,6 +32,8 @@ interface WorkerSlot {
   /** Why it failed to start, as it said (lb:failed). */
   error?: string;
   report?: Extract<ToPrimary, { t: 'lb:report' }>['backends'];
+  /** The worker's last metrics answer. */
+  metrics?: MetricsJson;
 }
 
 /**
@@ -47,16 +54,46 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
   let started = false;
   let earlyDeaths = 0;
   let failure: Error | undefined;
-  const aggregator = new AggregatorRegistry();
+  /**
+   * What workers that are gone had counted (counters and histograms, and their request tallies
+   * per backend): added in, so totals never go down when a worker is replaced (Prometheus reads
+   * a drop as a counter reset).
+   */
+  let retired: MetricsJson[] = [];
+  const retiredTallies = new Map<string, [number, number]>();
+  const retire = (slot: WorkerSlot): void => {
+    if (slot.metrics) retired.push(slot.metrics.filter((m) => COUNTING.has(String(m.type))));
+    for (const [id, r] of Object.entries(slot.report ?? {})) {
+      const t = retiredTallies.get(id) ?? [0, 0];
+      retiredTallies.set(id, [t[0] + r[2], t[1] + r[3]]);
+    }
+  };
+  let metricsId = 0;
+  const metricsWaiters = new Map<number, () => void>();
   const send = (slot: WorkerSlot, msg: ToWorker): void => {
     if (slot.worker.isConnected()) slot.worker.send(msg);
   };
+  /** While the primary applies a reload, the syncs it causes wait here (see app.reload below). */
+  let held: ToWorker[] | undefined;
   const broadcast = (msg: ToWorker): void => {
-    for (const s of slots.values()) send(s, msg);
+    if (held) held.push(msg);
+    else for (const s of slots.values()) send(s, msg);
   };
 
+  /** Per backend, the sequence number of its last change: its counts are trusted once every worker acked it. */
+  const changedAt = new Map<string, number>();
+  /** A draining backend's remembered hash keys, for workers that may not have seen them. */
+  const remembered = (b: Backend): ToWorker | undefined => {
+    const keys = app.balancer.pool(b.pool)?.affinity.keysOf?.(b.id);
+    return keys?.length ? { t: 'lb:remember', pool: b.pool, backend: b.id, keys } : undefined;
+  };
   app.registry.on('change', (e) => {
+    // Before the drain itself, so no worker places one of these keys elsewhere meanwhile.
+    const keys = e.type === 'admin' && e.to === 'draining' ? remembered(e.backend) : undefined;
+    if (keys) broadcast(keys);
     seq++;
+    if (e.type === 'removed') changedAt.delete(e.backend.id);
+    else changedAt.set(e.backend.id, seq);
     broadcast(e.type === 'removed' ? { t: 'lb:sync', seq, remove: e.backend.id } : { t: 'lb:sync', seq, upsert: stateOf(e.backend) });
   });
   app.drains.on('deadline', (b) => broadcast({ t: 'lb:deadline', id: b.id }));
@@ -80,11 +117,38 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
       waiters.add(check);
     });
   };
+  app.drains.trusts = (b) => synced(changedAt.get(b.id) ?? 0);
+  // An empty sync: every worker answers it with a report, then its ack.
+  app.freshReports = () => {
+    seq++;
+    broadcast({ t: 'lb:sync', seq });
+    return app.afterPersist!();
+  };
   app.readyExtra = () => slots.size === n && [...slots.values()].every((s) => s.ready);
-  app.metricsText = async () => (await app.metrics.text()) + (await aggregator.clusterMetrics());
+  // Only ready workers are asked (a starting one may never answer), briefly; a worker that does
+  // not answer in time counts with its last answer.
+  app.metricsText = async () => {
+    const asked = [...slots.values()].filter((s) => s.ready && s.worker.isConnected());
+    if (asked.length) {
+      const id = ++metricsId;
+      await new Promise<void>((resolve) => {
+        let left = asked.length;
+        const done = (): void => {
+          clearTimeout(timer);
+          metricsWaiters.delete(id);
+          resolve();
+        };
+        const timer = setTimeout(done, METRICS_TIMEOUT_MS);
+        metricsWaiters.set(id, () => --left === 0 && done());
+        for (const s of asked) send(s, { t: 'lb:metrics', id });
+      });
+    }
+    if (retired.length > 1) retired = [await AggregatorRegistry.aggregate(retired).getMetricsAsJSON()];
+    const parts = [...[...slots.values()].flatMap((s) => (s.metrics ? [s.metrics] : [])), ...retired];
+    return (await app.metrics.text()) + (parts.length ? await AggregatorRegistry.aggregate(parts).metrics() : '');
+  };
   app.tallies = (b) => {
-    let total = 0;
-    let errors = 0;
+    let [total, errors] = retiredTallies.get(b.id) ?? [0, 0];
     for (const s of slots.values()) {
       const r = s.report?.[b.id];
       if (r) [total, errors] = [total + r[2], errors + r[3]];
@@ -94,9 +158,20 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
   // The certificate lives in the workers' listeners.
   app.reloadTls = () => broadcast({ t: 'lb:tls' });
   const origReload = app.reload.bind(app);
+  // A reload can add the pools its registry changes refer to: workers get the reload (with the
+  // config the primary applied) first, in sequence, then those changes.
   app.reload = (next) => {
-    const warnings = origReload(next);
-    broadcast({ t: 'lb:reload', state: app.state });
+    const reloadSeq = ++seq;
+    held = [];
+    let warnings: string[] | undefined;
+    try {
+      warnings = origReload(next);
+    } finally {
+      const syncs = held;
+      held = undefined;
+      if (warnings) broadcast({ t: 'lb:reload', seq: reloadSeq, state: app.state, config: next });
+      for (const m of syncs) broadcast(m);
+    }
     return warnings;
   };
 
@@ -106,7 +181,13 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
         // The worker listens now (a message sent at 'online' would arrive before its listener):
         // a broadcast lb:stop it missed while it loaded is sent again here instead of its state.
         if (stopping) send(slot, { t: 'lb:stop', grace: stopGrace });
-        else send(slot, { t: 'lb:init', seq, state: app.state, backends: app.registry.all().map(stateOf), config: app.config, file: opts.file });
+        else {
+          send(slot, { t: 'lb:init', seq, state: app.state, backends: app.registry.all().map(stateOf), config: app.config, file: opts.file });
+          for (const b of app.registry.all()) {
+            const keys = b.adminState === 'draining' ? remembered(b) : undefined;
+            if (keys) send(slot, keys);
+          }
+        }
         break;
       case 'lb:ready':
         slot.ready = true;
@@ -116,6 +197,10 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
         break;
       case 'lb:failed':
         slot.error = msg.error;
+        break;
+      case 'lb:metrics':
+        slot.metrics = msg.metrics;
+        metricsWaiters.get(msg.id)?.();
         break;
       case 'lb:ack':
         slot.acked = Math.max(slot.acked, msg.seq);
@@ -133,10 +218,19 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
           b.inFlight = inFlight;
           b.websockets = websockets;
         }
+        const relay = new Map<string, Extract<ToWorker, { t: 'lb:remember' }>>();
         for (const [pool, id, backend, expiresAt] of msg.touches) {
-          app.balancer.pool(pool)?.affinity.remember?.(id, backend, expiresAt);
+          const affinity = app.balancer.pool(pool)?.affinity;
+          affinity?.remember?.(id, backend, expiresAt);
           app.recordTouch(pool, id, backend, expiresAt);
+          // A hash key seen on a draining backend stays there on the other workers too.
+          if (affinity?.keysOf && app.registry.get(backend)?.adminState === 'draining') {
+            const r = relay.get(backend) ?? { t: 'lb:remember', pool, backend, keys: [] };
+            r.keys.push(id);
+            relay.set(backend, r);
+          }
         }
+        for (const r of relay.values()) for (const s of slots.values()) if (s !== slot) send(s, r);
         for (const id of msg.ejects) {
           const b = app.registry.get(id);
           if (b) app.passive.ejectNow(b);
@@ -157,6 +251,7 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
   };
   cluster.on('exit', (worker, code, signal) => {
     const slot = slots.get(worker.id);
+    if (slot) retire(slot);
     slots.delete(worker.id);
     for (const w of [...waiters]) w();
     if (stopping) {
@@ -253,15 +348,23 @@ export async function runWorker(opts: { logger: (config: LbConfig) => Logger; on
     onTouch: touch,
     onEject: (b) => ejects.add(b.id),
   });
-  new AggregatorRegistry(); // answers the primary's metrics requests
-  AggregatorRegistry.setRegistries([app.metrics.registry]);
   const known = new Set(init.backends.map((b) => b.id));
   for (const b of app.registry.all()) if (!known.has(b.id)) app.registry.remove(b.id);
   for (const s of init.backends) applyState(app.registry, s);
   toPrimary({ t: 'lb:ack', seq: init.seq });
   let applied = init.seq;
 
-  handle = (msg: ToWorker) => {
+  /**
+   * Acknowledge a change with a report first (IPC keeps the order): once every worker acked a
+   * change, the primary's in-flight, WebSocket and session numbers are at least as fresh as it,
+   * which is what a drain's "drained" and a DELETE's "not busy" must be decided on.
+   */
+  const ack = (seq: number): void => {
+    sendReport();
+    toPrimary({ t: 'lb:ack', seq });
+  };
+  let diverged = false;
+  const apply = (msg: ToWorker): void => {
     switch (msg.t) {
       case 'lb:sync':
         // A change sent before the init snapshot is already in it: never roll back to it.
@@ -270,8 +373,13 @@ export async function runWorker(opts: { logger: (config: LbConfig) => Logger; on
           if (msg.upsert) applyState(app.registry, msg.upsert);
           applied = msg.seq;
         }
-        toPrimary({ t: 'lb:ack', seq: msg.seq });
+        ack(msg.seq);
         break;
+      case 'lb:remember': {
+        const affinity = app.balancer.pool(msg.pool)?.affinity;
+        for (const k of msg.keys) affinity?.remember?.(k, msg.backend, 0);
+        break;
+      }
       case 'lb:deadline': {
         const b = app.registry.get(msg.id);
         if (!b) break;
@@ -280,23 +388,39 @@ export async function runWorker(opts: { logger: (config: LbConfig) => Logger; on
         break;
       }
       case 'lb:reload':
-        app.state = msg.state;
-        try {
-          app.reload(loadConfigFile(init.file));
-        } catch (err) {
-          logger.error({ event: 'config.reload.rejected', error: (err as Error).message }, 'worker reload failed');
+        // The primary validated and applied this config; a snapshot newer than it is already in force.
+        if (msg.seq > applied) {
+          app.state = msg.state;
+          app.reload(deepFreeze(msg.config));
+          applied = msg.seq;
         }
+        ack(msg.seq);
         break;
       case 'lb:tls':
         app.reloadTls();
+        break;
+      case 'lb:metrics':
+        void app.metrics.registry.getMetricsAsJSON().then((metrics) => toPrimary({ t: 'lb:metrics', id: msg.id, metrics }));
         break;
       case 'lb:stop':
         void app.stop(msg.grace).then(() => opts.onExit(0));
         break;
     }
   };
-  for (const msg of queued.splice(0)) handle(msg);
-  const report = setInterval(() => {
+  // A change this worker cannot apply leaves it diverged from the primary: rather than serve with
+  // other state than the fleet (or die on an exception in the IPC handler), it stops accepting,
+  // finishes what it has for a moment, and exits; the primary starts a fresh one from its state.
+  handle = (msg: ToWorker) => {
+    if (diverged) return;
+    try {
+      apply(msg);
+    } catch (err) {
+      diverged = true;
+      logger.error({ event: 'cluster.worker.diverged', message: msg.t, error: (err as Error).message }, `worker could not apply ${msg.t} from the primary (${(err as Error).message}); exiting to be replaced`);
+      void app.stop(Math.min(1000, app.config.timeouts.gracePeriod)).finally(() => opts.onExit(1));
+    }
+  };
+  function sendReport(): void {
     const backends: Record<string, BackendReport> = {};
     for (const b of app.registry.all()) {
       const t = app.metrics.tallies(b);
@@ -310,7 +434,9 @@ export async function runWorker(opts: { logger: (config: LbConfig) => Logger; on
     toPrimary({ t: 'lb:report', backends, touches: [...touches.values()], ejects: [...ejects] });
     touches.clear();
     ejects.clear();
-  }, REPORT_MS);
+  }
+  const report = setInterval(sendReport, REPORT_MS);
   report.unref();
+  for (const msg of queued.splice(0)) handle(msg);
   toPrimary({ t: 'lb:ready' });
 }

@@ -1,4 +1,5 @@
 import type { Registry } from '../balancer/registry.js';
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { AdminState, Backend, Health } from '../balancer/types.js';
 import type { LbConfig } from '../config/types.js';
 import type { PersistedState } from '../state/types.js';
@@ -29,10 +30,16 @@ export type ToWorker =
    * replacement runs what its siblings run even after an unreloaded edit). `file` is its path.
    */
   | { t: 'lb:init'; seq: number; state: PersistedState; backends: BackendState[]; config: LbConfig; file: string }
+  /** One Registry change; with neither field, only a request for a fresh report (then the ack). */
   | { t: 'lb:sync'; seq: number; upsert?: BackendState; remove?: string }
   | { t: 'lb:deadline'; id: string }
-  | { t: 'lb:reload'; state: PersistedState }
+  /** Hash keys the fleet's workers saw on a draining backend: they stay there (SPEC §3). */
+  | { t: 'lb:remember'; pool: string; backend: string; keys: string[] }
+  /** A config reload, in sequence before the syncs it causes (which may refer to the pools it adds). */
+  | { t: 'lb:reload'; seq: number; state: PersistedState; config: LbConfig }
   | { t: 'lb:tls' }
+  /** Asks for this worker's metrics (answered with lb:metrics and the same id). */
+  | { t: 'lb:metrics'; id: number }
   | { t: 'lb:stop'; grace: number };
 
 /** Per backend: [inFlight, websockets, requests answered, 5xx answered] (the last two are running totals). */
@@ -44,6 +51,8 @@ export type ToPrimary =
   /** The worker could not start (sent just before it exits): the primary logs it, and fails a first start with it. */
   | { t: 'lb:failed'; error: string }
   | { t: 'lb:ack'; seq: number }
+  /** The worker's registry as prom-client's getMetricsAsJSON() gives it. */
+  | { t: 'lb:metrics'; id: number; metrics: MetricsJson }
   | {
       t: 'lb:report';
       backends: Record<string, BackendReport>;
@@ -52,6 +61,8 @@ export type ToPrimary =
       /** Backends this worker's passive checks want ejected. */
       ejects: string[];
     };
+
+export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 
 export function stateOf(b: Backend): BackendState {
   return {

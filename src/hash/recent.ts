@@ -99,6 +99,14 @@ export class RecentKeys {
     return this.counts.get(backendId) ?? 0;
   }
 
+  /** The keys held for `backendId` (those not yet swept may have expired). */
+  keysOf(backendId: string): string[] {
+    if (!this.counts.has(backendId)) return [];
+    const keys: string[] = [];
+    for (const [key, e] of this.map) if (e.backend === backendId) keys.push(key);
+    return keys;
+  }
+
   /** Drops every expired key. */
   sweep(): void {
     const t = this.now();

@@ -44,6 +44,9 @@ export interface ServerHandlers {
   onClientError(err: ParseError, socket: net.Socket): void;
 }
 
+/** A Transfer-Encoding value whose last coding is chunked. */
+const CHUNKED_LAST = /(?:^|,)[ \t]*chunked[ \t]*$/i;
+
 /** Headers whose duplicates node:http drops (first wins) instead of joining. */
 const SINGLE = new Set([
   'age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from', 'host',
@@ -115,7 +118,9 @@ export class ProxyRequest {
     for (let i = 0; i < raw.length; i += 2) {
       if (fieldIs(raw[i], 'transfer-encoding')) {
         chunked = true;
-        if (!isChunked(raw[i + 1])) this.otherCoding = true;
+        // A coding before a final chunked (`gzip, chunked`): 501. Without chunked last, llhttp
+        // refuses the body itself (400, RFC 9112 §6.3).
+        if (!isChunked(raw[i + 1]) && CHUNKED_LAST.test(raw[i + 1])) this.otherCoding = true;
       } else if (fieldIs(raw[i], 'content-length') && raw[i + 1] !== '0') length = true;
     }
     const framed = chunked || length;

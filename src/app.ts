@@ -316,6 +316,9 @@ export class App {
 
   /** Apply a new config live (SIGHUP / admin reload). Invalid configs never reach here. */
   reload(next: LbConfig): string[] {
+    // What can still fail is checked before anything changes: a reload applied in part leaves a
+    // cluster's workers (which get the config only when the primary's reload succeeds) diverged.
+    for (const p of Object.values(next.pools)) if (p.tlsCa) readFileSync(resolve(this.config.baseDir, p.tlsCa));
     const warnings = applyConfigDiff(this, next);
     this.config = next;
     this.#router = new Router(next.routes);

@@ -4,13 +4,18 @@ import type { App } from './app.js';
 /**
  * Apply the difference between the running config and a new, already validated one:
  * pools' settings, backends added/removed/re-weighted in the YAML (admin changes made at run
- * time stay in force), routes. Listener changes need a restart; they are reported, not applied.
+ * time stay in force), routes. Listener changes, and the timeouts, retries, forwarded and
+ * trustedProxies listeners take at start, need a restart; they are reported, not applied.
  */
 export function applyConfigDiff(app: App, next: LbConfig): string[] {
   const warnings: string[] = [];
   const prev = app.config;
   if (JSON.stringify(listenerShape(prev)) !== JSON.stringify(listenerShape(next))) {
     warnings.push('listeners changed: restart lb to apply listener changes (tls files are reloaded live)');
+  }
+  // The listeners took these when they started; a reload leaves them as they were.
+  for (const key of ['timeouts', 'retries', 'forwarded', 'trustedProxies'] as const) {
+    if (JSON.stringify(prev[key]) !== JSON.stringify(next[key])) warnings.push(`${key} changed: restart lb to apply it`);
   }
   const removedByAdmin = new Set(app.state.removed);
   const adminOwned = new Set(app.state.backends.map((b) => b.id));

@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
@@ -28,7 +29,7 @@ async function fetchOnce(url: string): Promise<{ status: number; id?: string }> 
 }
 
 /** lb with `workers: 2` and the given pools (YAML under `pools:`), ready; `write` replaces its config file. */
-async function clusterLb(pools: (ports: { admin: number }) => string, extra = ''): Promise<{ base: string; admin: string; logs: () => string; write: (y: string) => void; head: string; kill: () => void }> {
+async function clusterLb(pools: (ports: { admin: number }) => string, extra = ''): Promise<{ base: string; admin: string; logs: () => string; write: (y: string) => void; head: string; kill: () => void; alive: () => boolean }> {
   const adminPort = await deadPort();
   const head = `
 workers: 2
@@ -47,19 +48,36 @@ state: { file: "\${DIR}/state.json" }
     write: (y) => writeFileSync(join(lb.dir, 'lb.yaml'), fill(y)),
     head,
     kill: () => lb.proc.proc.kill('SIGKILL'),
+    alive: () => lb.proc.proc.exitCode === null && lb.proc.proc.signalCode === null,
   };
 }
+
+/** The PIDs of the workers that logged they were ready, newest last. */
+const workerPids = (logs: string): number[] => [...logs.matchAll(/"event":"cluster\.worker\.ready"[^\n]*"workerPid":(\d+)/g)].map((m) => Number(m[1]));
+
+/** Whether something accepts connections on the port. */
+const listening = (port: number): Promise<boolean> =>
+  new Promise((r) => {
+    const s = net.connect(port, '127.0.0.1', () => {
+      s.destroy();
+      r(true);
+    });
+    s.on('error', () => r(false));
+  });
+
+/** The `app` pool, mode none, with backend n1 at `url` (YAML under `pools:`). */
+const appPool = (url: string): string => `
+  app:
+    affinity: { mode: none }
+    backends:
+      - { id: n1, url: "${url}" }
+`;
 
 describe('workers: 2, state kept in step with the primary', () => {
   it('a reload that adds a pool and a route is applied by every worker before the API answers, and no worker dies', async () => {
     const n1 = await startBackend('n1');
     const r1 = await startBackend('r1');
-    const app = `
-  app:
-    affinity: { mode: none }
-    backends:
-      - { id: n1, url: "${n1.url}" }
-`;
+    const app = appPool(n1.url);
     const lb = await clusterLb(() => app);
     lb.write(`${lb.head}routes:\n  - match: { pathPrefix: /reports/ }\n    pool: replicas\npools:${app}
   replicas:
@@ -193,6 +211,55 @@ ${bs.map((b) => `      - { id: ${b.id}, url: "${b.url}" }`).join('\n')}
     }
     const fresh = await Promise.all(Array.from({ length: 30 }, (_, i) => as(`new-${i}`)));
     expect(fresh).not.toContain('n3');
+    lb.kill();
+  });
+
+  it('a replacement worker listens and proxies as its siblings do after a reload that moved the listener (reported: restart to apply)', async () => {
+    const n1 = await startBackend('n1');
+    const app = appPool(n1.url);
+    const lb = await clusterLb(() => app);
+    const oldPort = Number(new URL(lb.base).port);
+    const newPort = await deadPort();
+    lb.write(lb.head.replace('${PORT}', String(newPort)) + 'timeouts: { backendResponse: 5s }\npools:' + app);
+    const rl = await api(lb.admin, 'POST', '/api/v1/reload', { token: TOKEN });
+    expect(rl.status).toBe(200);
+    expect(JSON.stringify(rl.body)).toMatch(/listeners changed: restart/);
+    expect(JSON.stringify(rl.body)).toMatch(/timeouts changed: restart/);
+    const [first] = workerPids(lb.logs());
+    process.kill(first, 'SIGKILL');
+    for (let i = 0; i < 100 && workerPids(lb.logs()).length < 3; i++) await sleep(50);
+    expect(workerPids(lb.logs())).toHaveLength(3);
+    expect(await listening(newPort)).toBe(false);
+    expect(await listening(oldPort)).toBe(true);
+    const res = await Promise.all(Array.from({ length: 8 }, () => fetchOnce(`${lb.base}/`)));
+    expect(res.map((r) => r.id)).toEqual(res.map(() => 'n1'));
+    lb.kill();
+  });
+
+  it('a reload that cannot be applied (a missing tlsCa) changes nothing, and every worker keeps serving', async () => {
+    const n1 = await startBackend('n1');
+    const n2 = await startBackend('n2');
+    const app = appPool(n1.url);
+    const lb = await clusterLb(() => app);
+    // p2 comes first and gets its backend; p3's CA is read only when its https backend is added.
+    lb.write(`${lb.head}pools:${app}
+  p2:
+    affinity: { mode: none }
+    backends:
+      - { id: n2, url: "${n2.url}" }
+  p3:
+    affinity: { mode: none }
+    tlsCa: missing-ca.pem
+    backends:
+      - { id: n3, url: "https://127.0.0.1:1" }
+`);
+    const rl = await api(lb.admin, 'POST', '/api/v1/reload', { token: TOKEN });
+    expect(rl.status).toBeGreaterThanOrEqual(400);
+    await sleep(700);
+    expect(lb.logs()).not.toMatch(/"cluster\.worker\.(diverged|died)"/);
+    expect(lb.alive()).toBe(true);
+    const res = await Promise.all(Array.from({ length: 8 }, () => fetchOnce(`${lb.base}/`)));
+    expect(res.map((r) => `${r.status}:${r.id}`)).toEqual(res.map(() => '200:n1'));
     lb.kill();
   });
 });

@@ -46,6 +46,17 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
   const { logger } = opts;
   const n = workerCount(opts.config);
   const app = await App.start({ config: opts.config, logger, loadConfig: opts.loadConfig, role: 'primary' });
+  // What a reload does not apply (it reports it: listeners, and what listeners take at start) is
+  // sent as the fleet started: a replacement worker listens and proxies as its siblings do.
+  const start = opts.config;
+  const forWorkers = (c: LbConfig): LbConfig => ({
+    ...c,
+    listeners: start.listeners,
+    timeouts: start.timeouts,
+    retries: start.retries,
+    forwarded: start.forwarded,
+    trustedProxies: start.trustedProxies,
+  });
   const slots = new Map<number, WorkerSlot>();
   let seq = 0;
   let stopping = false;
@@ -113,7 +124,7 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
         waiters.delete(check);
         logger.warn({ event: 'cluster.sync.slow', seq: target }, 'a worker did not confirm an admin change in time');
         resolve();
-      }, SYNC_TIMEOUT_MS);
+      }, SYNC_TIMEOUT_MS).unref();
       waiters.add(check);
     });
   };
@@ -138,7 +149,7 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
           metricsWaiters.delete(id);
           resolve();
         };
-        const timer = setTimeout(done, METRICS_TIMEOUT_MS);
+        const timer = setTimeout(done, METRICS_TIMEOUT_MS).unref();
         metricsWaiters.set(id, () => --left === 0 && done());
         for (const s of asked) send(s, { t: 'lb:metrics', id });
       });
@@ -169,7 +180,7 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
     } finally {
       const syncs = held;
       held = undefined;
-      if (warnings) broadcast({ t: 'lb:reload', seq: reloadSeq, state: app.state, config: next });
+      if (warnings) broadcast({ t: 'lb:reload', seq: reloadSeq, state: app.state, config: forWorkers(next) });
       for (const m of syncs) broadcast(m);
     }
     return warnings;
@@ -182,7 +193,7 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
         // a broadcast lb:stop it missed while it loaded is sent again here instead of its state.
         if (stopping) send(slot, { t: 'lb:stop', grace: stopGrace });
         else {
-          send(slot, { t: 'lb:init', seq, state: app.state, backends: app.registry.all().map(stateOf), config: app.config, file: opts.file });
+          send(slot, { t: 'lb:init', seq, state: app.state, backends: app.registry.all().map(stateOf), config: forWorkers(app.config), file: opts.file });
           for (const b of app.registry.all()) {
             const keys = b.adminState === 'draining' ? remembered(b) : undefined;
             if (keys) send(slot, keys);
@@ -247,7 +258,9 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
     worker.on('message', (msg: ToPrimary) => {
       if (msg && typeof msg === 'object' && typeof msg.t === 'string' && msg.t.startsWith('lb:')) onMessage(slot, msg);
     });
-
+    // A send to a worker that died before the primary read its EOF passes isConnected() and fails
+    // (EPIPE) as an 'error' event on the Worker: unhandled, it would end the primary. Its 'exit' follows.
+    worker.on('error', (err: Error) => logger.warn({ event: 'cluster.worker.ipc', worker: worker.id, error: err.message }, `worker ${worker.id}: ${err.message}`));
   };
   cluster.on('exit', (worker, code, signal) => {
     const slot = slots.get(worker.id);
@@ -400,7 +413,8 @@ export async function runWorker(opts: { logger: (config: LbConfig) => Logger; on
         app.reloadTls();
         break;
       case 'lb:metrics':
-        void app.metrics.registry.getMetricsAsJSON().then((metrics) => toPrimary({ t: 'lb:metrics', id: msg.id, metrics }));
+        // A collection that fails leaves the primary to its timeout (and this worker's last answer).
+        void app.metrics.registry.getMetricsAsJSON().then((metrics) => toPrimary({ t: 'lb:metrics', id: msg.id, metrics }), () => undefined);
         break;
       case 'lb:stop':
         void app.stop(msg.grace).then(() => opts.onExit(0));

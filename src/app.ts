@@ -318,7 +318,14 @@ export class App {
   reload(next: LbConfig): string[] {
     // What can still fail is checked before anything changes: a reload applied in part leaves a
     // cluster's workers (which get the config only when the primary's reload succeeds) diverged.
-    for (const p of Object.values(next.pools)) if (p.tlsCa) readFileSync(resolve(this.config.baseDir, p.tlsCa));
+    for (const p of Object.values(next.pools)) {
+      if (!p.tlsCa) continue;
+      try {
+        readFileSync(resolve(next.baseDir, p.tlsCa));
+      } catch (err) {
+        throw new ApiError('LB_CONFIG_INVALID', `pools.${p.name}.tlsCa: cannot read ${p.tlsCa}: ${(err as Error).message}`);
+      }
+    }
     const warnings = applyConfigDiff(this, next);
     this.config = next;
     this.#router = new Router(next.routes);

@@ -136,7 +136,12 @@ export class App {
     // Workers mirror drain outcomes from the primary; only single/primary run the monitor.
     this.drains = new DrainMonitor({ registry: this.registry, balancer: this.balancer, now: o.now, intervalMs: o.role === 'worker' ? 0 : 500 });
     this.#undo.push(() => this.drains.close());
-    this.websockets = new WsRegistry(o.random);
+    this.websockets = new WsRegistry(o.random, (b) => {
+      if (this.#stopping) return CLOSE_GOING_AWAY;
+      if (this.registry.get(b.id) !== b || b.adminState === 'maint' || b.adminState === 'drained') return CLOSE_SERVICE_RESTART;
+      if (b.adminState === 'draining' && b.drainDeadline !== undefined && o.now() >= b.drainDeadline) return CLOSE_SERVICE_RESTART;
+      return 0;
+    });
     // At a drain deadline, the backend's WebSocket clients get 1012 Service Restart, spread over time.
     this.drains.on('deadline', (b) => {
       this.logger.info({ event: 'drain.deadline', backend: b.id, websockets: b.websockets }, `drain deadline of ${b.id}`);
@@ -195,8 +200,8 @@ export class App {
     const state = opts.state ?? (await o.store.load()) ?? emptyState();
     const app = new App(o, state);
     if (o.store instanceof RedisStateStore) app.#joinFleet(o.store);
-    if (role !== 'worker') await app.#ensureCookieSecret();
     try {
+      if (role !== 'worker') await app.#ensureCookieSecret();
       if (role !== 'worker') app.health.sync();
       if (role !== 'primary') await app.#listen();
       if (o.config.admin.enabled && role !== 'worker') await app.#openAdmin(o.loadConfig);
@@ -273,23 +278,45 @@ export class App {
     });
     const fleet = new Map<string, number>();
     this.balancer.fleetSessions = fleet;
+    // Other instances' in-flight requests and open WebSockets per backend (a drain is done only
+    // when the whole fleet has nothing left on it).
+    const remote = new Map<string, { inFlight: number; websockets: number }>();
+    let exchangedAt = 0;
+    this.drains.remote = (b) => remote.get(b.id) ?? { inFlight: 0, websockets: 0 };
+    // A zero is trusted only from an exchange made after the backend's last admin change.
+    this.drains.trusts = (b) => exchangedAt > (b.drainStartedAt ?? 0) + 1000;
     const tick = async (): Promise<void> => {
-      const counts = await store.exchange(this.registry.all().map((b) => ({ pool: b.pool, id: b.id })), this.#now());
+      const started = this.#now();
+      // Sessions held by open WebSockets here stay alive in the fleet's tables too.
+      for (const p of this.registry.pools()) {
+        const aff = this.balancer.pool(p.name)?.affinity;
+        const idle = p.config.affinity.mode === 'hash' ? (p.config.affinity.hash?.maxIdle ?? 0) : p.config.affinity.cookie.maxIdle;
+        for (const [id, backend] of aff?.held?.() ?? []) store.touch(p.name, id, backend, started + idle);
+      }
+      const counts = await store.exchange(this.registry.all().map((b) => ({ pool: b.pool, id: b.id, inFlight: b.inFlight, websockets: b.websockets })), started);
       if (!counts) return;
       fleet.clear();
-      for (const [id, n] of counts) fleet.set(id, n);
+      remote.clear();
+      for (const [id, c] of counts) {
+        fleet.set(id, c.sessions);
+        remote.set(id, { inFlight: c.inFlight, websockets: c.websockets });
+      }
+      exchangedAt = started;
     };
     const timer = setInterval(() => void tick(), 500);
     timer.unref();
     this.#undo.push(() => clearInterval(timer));
-    this.registry.on('change', (e) => {
-      if (e.type !== 'admin' || e.to !== 'draining') return;
-      const b = e.backend;
+    const learn = (b: Backend): void =>
       void store.members(b.pool, b.id, this.#now()).then((members) => {
         const affinity = this.balancer.pool(b.pool)?.affinity;
         for (const [id, expiresAt] of members) affinity?.remember?.(id, b.id, expiresAt);
       });
+    this.registry.on('change', (e) => {
+      if (e.type === 'admin' && e.to === 'draining') learn(e.backend);
     });
+    // Backends already draining when this instance (re)started: the constructor applied the
+    // stored state before this listener existed.
+    for (const b of this.registry.all()) if (b.adminState === 'draining') learn(b);
   }
 
   /**
@@ -400,6 +427,10 @@ export class App {
       if (!running) {
         if (!b.added) continue;
         this.registry.add({ id: b.id, pool: b.pool, url: b.url, weight: b.weight, rampFrom: 0 });
+      } else if (running.url.origin !== new URL(b.url).origin || running.pool !== b.pool) {
+        // Removed and added again with another URL (or pool): the stored one wins.
+        this.registry.remove(b.id);
+        this.registry.add({ id: b.id, pool: b.pool, url: b.url, weight: b.weight });
       } else this.registry.setWeight(b.id, b.weight);
       this.registry.setAdminState(b.id, b.adminState, { deadline: b.drainDeadline });
     }
@@ -446,7 +477,14 @@ export class App {
     mutate(next);
     next.version++;
     next.updatedAt = new Date(this.#now()).toISOString();
-    await this.store.save(next);
+    try {
+      await this.store.save(next);
+    } catch (err) {
+      // Refused or failed: nothing half-applied. The registry goes back to the stored state
+      // (which a conflict has just brought up to date).
+      this.adoptState(this.state);
+      throw err;
+    }
     this.state = next;
     await this.afterPersist?.();
   }
@@ -454,9 +492,14 @@ export class App {
   async #ensureCookieSecret(): Promise<void> {
     const needs = Object.values(this.config.pools).some((p) => p.affinity.mode === 'cookie' && p.affinity.cookie.secrets.length === 0);
     if (!needs || this.state.cookieSecret) return;
-    await this.persist((s) => {
-      s.cookieSecret = randomBytes(32).toString('base64url');
-    });
+    try {
+      await this.persist((s) => {
+        s.cookieSecret = randomBytes(32).toString('base64url');
+      });
+    } catch (err) {
+      // Another instance starting at the same moment stored its secret first: use that one.
+      if (!(err instanceof ApiError && err.code === 'LB_CONFLICT') || !this.state.cookieSecret) throw err;
+    }
     // Affinities were built before the secret existed: rebuild those that use it.
     for (const pool of Object.values(this.config.pools)) if (pool.affinity.mode === 'cookie') this.balancer.setPool(pool);
   }

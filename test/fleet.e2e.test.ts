@@ -116,4 +116,25 @@ describe('several lb instances on one Redis', () => {
     for (let i = 0; i < 30; i++) expect(await ask(a, `new-${i}`)).not.toBe('n2'); // new keys never go there
     expect(a.app.drains.progress(a.app.registry.get('n2')!).sessions).toBeGreaterThanOrEqual(onN2.length);
   });
+
+  it("a drain is not done, and a DELETE without force is refused, while another instance still has a request in flight on the backend", async () => {
+    const redis = await startRedis();
+    const bs = await Promise.all(['n1', 'n2'].map((id) => startBackend(id)));
+    const prefix = `fleetinflight${Date.now()}:`;
+    const y = yaml(bs, redis.url, prefix).replace('affinity: { mode: cookie, cookie: { maxIdle: 30m } }', 'affinity: { mode: none }');
+    const a: RunningLb = await startLb(y);
+    const b: RunningLb = await startLb(y);
+    const agent = testAgent();
+    // Two slow requests through B: round-robin puts one on n1 (no sessions in mode none: only it keeps n1 busy).
+    const slow = Promise.all([1, 2].map(() => new JarClient(b.url, agent).fetch('/slow?ms=3000')));
+    await until(() => b.app.registry.get('n1')!.inFlight === 1);
+    await a.app.control!.drain('n1', {});
+    await new Promise((r) => setTimeout(r, 1700)); // exchanges with Redis after the drain began
+    const n1 = a.app.registry.get('n1')!;
+    expect(n1.adminState).toBe('draining');
+    expect(a.app.drains.progress(n1).inFlight).toBe(1);
+    await expect(a.app.control!.remove('n1', false)).rejects.toMatchObject({ code: 'LB_BACKEND_BUSY' });
+    await slow;
+    await until(() => a.app.registry.get('n1')!.adminState === 'drained', 5000);
+  });
 });

@@ -5,6 +5,8 @@ import { pickBounded } from '../src/hash/bounded.js';
 import { RecentKeys } from '../src/hash/recent.js';
 import { HashAffinity } from '../src/affinity/hash.js';
 import type { Decision } from '../src/affinity/types.js';
+import { pinnedReason } from '../src/balancer/select.js';
+import type { Backend } from '../src/balancer/types.js';
 import { seeded } from './helpers/fakes.js';
 
 // ---- fixtures --------------------------------------------------------------------------------
@@ -414,5 +416,37 @@ describe('HashAffinity housekeeping', () => {
       a.sweep(1 / 20);
     }
     expect(a.liveSessions('n1')).toBe(0);
+  });
+
+  it("a WebSocket's release ends only its own hold: not a newer one elsewhere (re-pinned), nor a backend forgotten at its deadline", () => {
+    const now = 0;
+    const a = new HashAffinity({ config: { key: 'header:x-user', memory: 1000, maxIdle: 10_000 }, now: () => now });
+    const on = (id: string) => ({ lookup: { kind: 'none', hashKey: 'alice' }, backend: { id } }) as unknown as Decision;
+    // alice's first socket on n2; n2 goes to maint; her second socket re-pins to n1.
+    const first = a.hold(on('n2'));
+    const second = a.hold(on('n1'));
+    a.sweep();
+    first(); // n2's socket closes late (its 1012)
+    a.sweep();
+    expect(a.liveSessions('n1')).toBe(1);
+    expect(a.liveSessions('n2')).toBe(0);
+    second();
+    // A hold on a backend forgotten at its drain deadline leaves nothing behind when it closes.
+    const third = a.hold(on('n3'));
+    a.sweep();
+    a.forgetBackend('n3');
+    third();
+    a.sweep();
+    expect(a.liveSessions('n3')).toBe(0);
+  });
+});
+
+describe('pinnedReason', () => {
+  it('re-pins a session whose backend is drained (by its deadline or with nothing left), as while draining past the deadline', () => {
+    const b = (adminState: string, drainDeadline?: number) => ({ adminState, health: 'healthy', drainDeadline }) as unknown as Backend;
+    expect(pinnedReason(b('active'), 10)).toBeUndefined();
+    expect(pinnedReason(b('draining', 100), 10)).toBeUndefined();
+    expect(pinnedReason(b('draining', 100), 200)).toBe('deadline');
+    expect(pinnedReason(b('drained'), 10)).toBe('deadline');
   });
 });

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import WebSocket from 'ws';
+import WebSocket, { WebSocketServer } from 'ws';
 import { startBackend, deadPort } from './helpers/backends.js';
 import { startWsBackend, openWs, echo, type WsBackend } from './helpers/ws.js';
 import { startLb, type RunningLb } from './helpers/lb.js';
@@ -172,6 +172,25 @@ pools:
     expect(await raw('h2c')).toMatch(/^HTTP\/1\.1 502 /); // a plain GET (RFC 9110 §7.8), its backend down
     expect(await raw('websocket')).toMatch(/^HTTP\/1\.1 502 /);
     expect(lb.app.websockets.size).toBe(0);
+  });
+
+  it('a WebSocket whose 101 comes after its backend went to maint is closed 1012 as soon as it opens', async () => {
+    const b = await startBackend('late');
+    // The backend takes 800 ms to accept: maint comes while the upgrade is in flight.
+    const wss = new WebSocketServer({ server: b.server, verifyClient: (_info, done) => void setTimeout(() => done(true), 800) });
+    wss.on('connection', (ws) => ws.on('error', () => undefined));
+    onTestFinished(() => {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+    });
+    const lb = await startLb(yaml([b]));
+    const opening = openWs(wsUrl(lb));
+    await new Promise((r) => setTimeout(r, 300));
+    await lb.app.control!.maint('late');
+    const s = await opening;
+    const closed = await Promise.race([s.closed, new Promise<{ code: number }>((r) => setTimeout(() => r({ code: -1 }), 3000))]);
+    expect(closed.code).toBe(1012);
+    await settle(() => lb.app.registry.get('late')!.websockets === 0);
   });
 
   it('closes clients when their backend crashes and the backend side when a client closes; nothing leaks', async () => {

@@ -114,15 +114,18 @@ export class HashAffinity implements Affinity {
   hold(d: Decision): () => void {
     const key = d.lookup.hashKey;
     if (key === undefined) return () => undefined;
-    const h = this.#held.get(key);
-    if (h && h.backend === d.backend.id) h.n++;
-    else this.#held.set(key, { backend: d.backend.id, n: 1 });
+    let rec = this.#held.get(key);
+    if (!rec || rec.backend !== d.backend.id) this.#held.set(key, (rec = { backend: d.backend.id, n: 0 }));
+    rec.n++;
+    const mine = rec;
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const cur = this.#held.get(key);
-      if (cur && --cur.n <= 0) this.#held.delete(key);
+      // Re-pinned elsewhere (a newer record) or its backend forgotten (drain deadline): not ours to end.
+      if (this.#held.get(key) !== mine) return;
+      if (--mine.n > 0) return;
+      this.#held.delete(key);
       this.#recent.touch(key, d.backend.id); // idles out from now
     };
   }

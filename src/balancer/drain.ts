@@ -39,6 +39,8 @@ export class DrainMonitor extends EventEmitter<{ deadline: [Backend]; drained: [
    * as its last change; until then a zero may be a worker's report from before the drain.
    */
   trusts?: (b: Backend) => boolean;
+  /** Fleet: the other lb instances' in-flight requests and open WebSockets on a backend. */
+  remote?: (b: Backend) => { inFlight: number; websockets: number };
 
   constructor(deps: { registry: Registry; balancer: Balancer; now: () => number; intervalMs?: number }) {
     super();
@@ -55,8 +57,11 @@ export class DrainMonitor extends EventEmitter<{ deadline: [Backend]; drained: [
 
   progress(b: Backend): DrainProgress {
     const sessions = this.#balancer.liveSessions(b);
-    const remaining = sessions + b.websockets + b.inFlight;
-    const p: DrainProgress = { sessions, websockets: b.websockets, inFlight: b.inFlight, remaining };
+    const other = this.remote?.(b);
+    const websockets = b.websockets + (other?.websockets ?? 0);
+    const inFlight = b.inFlight + (other?.inFlight ?? 0);
+    const remaining = sessions + websockets + inFlight;
+    const p: DrainProgress = { sessions, websockets, inFlight, remaining };
     const t = this.#tracks.get(b.id);
     if (t && b.adminState === 'draining') p.etaMs = this.#eta(b, t, remaining);
     return p;

@@ -15,6 +15,8 @@ export function pinnedReason(b: Backend | undefined, now: number): RepinReason |
   const reason = repinReason(b);
   if (reason) return reason;
   if (b!.adminState === 'draining' && b!.drainDeadline !== undefined && now >= b!.drainDeadline) return 'deadline';
+  // Drained (by its deadline, or with nothing left): a cookie still naming it is re-pinned, not sent back.
+  if (b!.adminState === 'drained') return 'deadline';
   return undefined;
 }
 

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { LbError } from '../util/errors.js';
@@ -50,7 +51,9 @@ export class RedisStateStore implements StateStore {
       // Reconnect forever with backoff (100 ms … 2 s); serving never depends on it.
       retryStrategy: (times: number) => Math.min(2000, 100 * 2 ** Math.min(times, 5)),
     };
-    this.#redis = new Redis(opts.url, common);
+    // A Redis that stops answering (frozen, partitioned without a reset) must not hang admin
+    // changes: give up after 2 s and report the store unavailable.
+    this.#redis = new Redis(opts.url, { ...common, commandTimeout: 2000 });
     this.#sub = new Redis(opts.url, { ...common, enableOfflineQueue: true, maxRetriesPerRequest: null });
     for (const r of [this.#redis, this.#sub]) r.on('error', () => undefined);
     this.#redis.on('ready', () => {
@@ -58,6 +61,10 @@ export class RedisStateStore implements StateStore {
       this.#up = true;
       if (!was) this.#logger?.info({ event: 'state.redis.up', url: this.#url }, 'state store reachable');
       this.#onReconnect?.();
+    });
+    // The subscriber reconnected on its own: messages published meanwhile were lost; catch up.
+    this.#sub.on('ready', () => {
+      if (this.#lastPulled >= 0) void this.refresh();
     });
     this.#redis.on('close', () => {
       if (this.#up) this.#logger?.warn({ event: 'state.redis.down', url: this.#url }, 'state store unreachable: serving with the last known state; admin changes are refused until it is back');
@@ -100,9 +107,23 @@ export class RedisStateStore implements StateStore {
 
   async save(state: PersistedState): Promise<void> {
     if (!this.#up) throw new ApiError('LB_UNAVAILABLE', `state store ${this.#url} is unreachable: change refused`);
-    const ok = (await this.#redis.eval(SAVE, 2, this.key, this.channel, JSON.stringify(state), String(state.version))) as number;
-    if (ok !== 1) throw new ApiError('LB_CONFLICT', 'another lb instance changed the state first; retry');
+    let ok: number;
+    try {
+      ok = (await this.#redis.eval(SAVE, 2, this.key, this.channel, JSON.stringify(state), String(state.version))) as number;
+    } catch (err) {
+      throw new ApiError('LB_UNAVAILABLE', `state store ${this.#url} did not take the change: ${(err as Error).message}`);
+    }
+    if (ok !== 1) {
+      // This instance is behind (a lost message, a racing write): catch up before the caller retries.
+      await this.refresh();
+      throw new ApiError('LB_CONFLICT', 'another lb instance changed the state first; retry');
+    }
     this.#lastPulled = Math.max(this.#lastPulled, state.version);
+  }
+
+  /** Re-read the shared document and apply it if it is newer than what this instance has. */
+  refresh(): Promise<void> {
+    return this.#pull(Number.MAX_SAFE_INTEGER);
   }
 
   /** Called with every newer document another instance stored (and after reconnecting). */
@@ -121,6 +142,8 @@ export class RedisStateStore implements StateStore {
         },
         () => undefined,
       );
+    // Whatever was published between load() and now.
+    void this.refresh();
   }
 
   // ---- shared session counts --------------------------------------------------------------
@@ -137,21 +160,41 @@ export class RedisStateStore implements StateStore {
     return `${this.#prefix}sessions:${pool}:${backend}`;
   }
 
-  /** Write queued touches; read the fleet's live count for each backend. */
-  async exchange(backends: Array<{ pool: string; id: string }>, now: number): Promise<Map<string, number> | undefined> {
+  /** This instance, in the per-backend connection tallies the fleet shares. */
+  readonly #instance = randomUUID();
+
+  /**
+   * Write queued touches and this instance's in-flight requests and open WebSockets per backend;
+   * read back the fleet's live session count and the other instances' connections per backend.
+   */
+  async exchange(backends: Array<{ pool: string; id: string; inFlight: number; websockets: number }>, now: number): Promise<Map<string, { sessions: number; inFlight: number; websockets: number }> | undefined> {
     if (!this.#up) return undefined;
     const batch = [...this.#pending.values()];
     this.#pending.clear();
     const p = this.#redis.pipeline();
     for (const [pool, id, backend, expiresAt] of batch) p.zadd(this.#sessionsKey(pool, backend), 'GT', Number.isFinite(expiresAt) ? expiresAt : now + 86_400_000, id);
     for (const b of backends) {
+      const conns = `${this.#prefix}conns:${b.pool}:${b.id}`;
       p.zremrangebyscore(this.#sessionsKey(b.pool, b.id), '-inf', now);
       p.zcard(this.#sessionsKey(b.pool, b.id));
+      p.hset(conns, this.#instance, `${b.inFlight},${b.websockets},${now + 3000}`);
+      p.pexpire(conns, 60_000);
+      p.hgetall(conns);
     }
     try {
       const res = await p.exec();
-      const counts = new Map<string, number>();
-      backends.forEach((b, i) => counts.set(b.id, Number(res?.[batch.length + i * 2 + 1]?.[1] ?? 0)));
+      const counts = new Map<string, { sessions: number; inFlight: number; websockets: number }>();
+      backends.forEach((b, i) => {
+        const at = batch.length + i * 5;
+        const c = { sessions: Number(res?.[at + 1]?.[1] ?? 0), inFlight: 0, websockets: 0 };
+        for (const [inst, v] of Object.entries((res?.[at + 4]?.[1] ?? {}) as Record<string, string>)) {
+          const [f, w, until] = v.split(',').map(Number);
+          if (inst === this.#instance || !(until > now)) continue;
+          c.inFlight += f || 0;
+          c.websockets += w || 0;
+        }
+        counts.set(b.id, c);
+      });
       return counts;
     } catch {
       for (const t of batch) if (!this.#pending.has(`${t[0]}\0${t[1]}`)) this.#pending.set(`${t[0]}\0${t[1]}`, t);
@@ -178,7 +221,8 @@ export class RedisStateStore implements StateStore {
   #lastPulled = -1;
 
   async #pull(version: number): Promise<void> {
-    if (version <= this.#lastPulled) return;
+    // Before subscribe(): nobody would apply it, so it must not count as pulled.
+    if (!this.#onChange || version <= this.#lastPulled) return;
     try {
       const doc = await this.#read();
       if (doc && doc.version > this.#lastPulled) {

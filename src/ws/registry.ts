@@ -16,8 +16,12 @@ export class WsRegistry {
   readonly #random: () => number;
   #idleSweep?: NodeJS.Timeout;
 
-  constructor(random: () => number = Math.random) {
+  /** Close code for a tunnel that opens after its backend (or lb) stopped taking WebSockets; 0: none. */
+  readonly #closeOnOpen: (b: Backend) => number;
+
+  constructor(random: () => number = Math.random, closeOnOpen: (b: Backend) => number = () => 0) {
     this.#random = random;
+    this.#closeOnOpen = closeOnOpen;
   }
 
   /** Register an open tunnel; counts it on its backend. Returns the undo. */
@@ -30,6 +34,10 @@ export class WsRegistry {
       this.#idleSweep = setInterval(() => this.#sweepIdle(Date.now()), 1000);
       this.#idleSweep.unref();
     }
+    // An upgrade answered after a maint/remove/deadline/shutdown sweep took its snapshot is not
+    // in that sweep: close it now (next turn, so the bytes that came with the 101 go first).
+    const late = this.#closeOnOpen(backend);
+    if (late) setImmediate(() => tunnel.close(late));
     let undone = false;
     return () => {
       if (undone) return;

@@ -137,4 +137,33 @@ describe('several lb instances on one Redis', () => {
     await slow;
     await until(() => a.app.registry.get('n1')!.adminState === 'drained', 5000);
   });
+
+  it('instances starting together on an empty Redis both start and share one generated cookie secret', async () => {
+    const redis = await startRedis();
+    const bs = await Promise.all(['n1', 'n2'].map((id) => startBackend(id)));
+    const agent = testAgent();
+    for (let round = 0; round < 4; round++) {
+      const y = yaml(bs, redis.url, `fleetstart${Date.now()}r${round}:`);
+      const [a, b] = await Promise.all([startLb(y), startLb(y)]);
+      const viaA = new JarClient(a.url, agent);
+      const pinned = (await viaA.fetch('/')).json().id as string;
+      const viaB = new JarClient(b.url, agent);
+      for (const [k, v] of viaA.jar) viaB.jar.set(k, v);
+      expect((await viaB.fetch('/')).json().id).toBe(pinned);
+      expect(b.logs().filter((l) => l.event === 'affinity.rejected' || l.reason === 'bad-signature')).toEqual([]);
+    }
+  });
+
+  it('an id removed and added again with another URL, in quick succession, has the new URL on every instance', async () => {
+    const redis = await startRedis();
+    const bs = await Promise.all(['n1', 'n2', 'n3', 'n4'].map((id) => startBackend(id)));
+    const y = yaml(bs.slice(0, 3), redis.url, `fleetreadd${Date.now()}:`);
+    const a: RunningLb = await startLb(y);
+    const b: RunningLb = await startLb(y);
+    await a.app.control!.remove('n3', true);
+    await a.app.control!.add({ id: 'n3', url: bs[3].url });
+    const moved = new URL(bs[3].url).href;
+    await until(() => b.app.registry.get('n3')?.url.href === moved, 3000);
+    expect(a.app.registry.get('n3')!.url.href).toBe(moved);
+  });
 });

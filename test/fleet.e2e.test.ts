@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
 import { startBackend, type TestBackend } from './helpers/backends.js';
 import { startLb, type RunningLb } from './helpers/lb.js';
 import { JarClient, testAgent } from './helpers/client.js';
@@ -165,5 +166,24 @@ describe('several lb instances on one Redis', () => {
     const moved = new URL(bs[3].url).href;
     await until(() => b.app.registry.get('n3')?.url.href === moved, 3000);
     expect(a.app.registry.get('n3')!.url.href).toBe(moved);
+  });
+
+  it('an instance whose subscription dropped catches up when it reconnects, and its next change is accepted', async () => {
+    const redis = await startRedis();
+    const bs = await Promise.all(['n1', 'n2', 'n3'].map((id) => startBackend(id)));
+    const y = yaml(bs, redis.url, `fleetresub${Date.now()}:`);
+    const a: RunningLb = await startLb(y);
+    const b: RunningLb = await startLb(y);
+    // Every subscriber connection is cut; A changes a weight while B's is down.
+    const admin = new Redis(redis.url);
+    try {
+      await admin.client('KILL', 'TYPE', 'pubsub');
+    } finally {
+      admin.disconnect();
+    }
+    await a.app.control!.setWeight('n3', { weight: 5 });
+    await until(() => b.app.registry.get('n3')!.weight === 5, 4000);
+    await b.app.control!.maint('n2');
+    await until(() => a.app.registry.get('n2')!.adminState === 'maint');
   });
 });

@@ -116,6 +116,11 @@ describe('several lb instances on one Redis', () => {
     for (const u of onN2) expect(await ask(a, u)).toBe('n2'); // A never saw them, yet keeps them on n2
     for (let i = 0; i < 30; i++) expect(await ask(a, `new-${i}`)).not.toBe('n2'); // new keys never go there
     expect(a.app.drains.progress(a.app.registry.get('n2')!).sessions).toBeGreaterThanOrEqual(onN2.length);
+    // An instance started while the drain is under way (a restart) learns those keys too.
+    const c = await startLb(text);
+    expect(c.app.registry.get('n2')!.adminState).toBe('draining');
+    await new Promise((r) => setTimeout(r, 300));
+    for (const u of onN2) expect(await ask(c, u)).toBe('n2');
   });
 
   it("a drain is not done, and a DELETE without force is refused, while another instance still has a request in flight on the backend", async () => {

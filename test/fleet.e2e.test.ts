@@ -191,4 +191,19 @@ describe('several lb instances on one Redis', () => {
     await b.app.control!.maint('n2');
     await until(() => a.app.registry.get('n2')!.adminState === 'maint');
   });
+
+  it('a Redis that stops answering gets admin changes a 503 within seconds, with nothing applied', async () => {
+    const redis = await startRedis();
+    const bs = await Promise.all(['n1', 'n2'].map((id) => startBackend(id)));
+    const a: RunningLb = await startLb(yaml(bs, redis.url, `fleetfrozen${Date.now()}:`));
+    redis.pause();
+    try {
+      const started = Date.now();
+      await expect(a.app.control!.maint('n2')).rejects.toMatchObject({ code: 'LB_UNAVAILABLE' });
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(a.app.registry.get('n2')!.adminState).toBe('active');
+    } finally {
+      redis.resume();
+    }
+  });
 });

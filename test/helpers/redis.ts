@@ -8,6 +8,9 @@ export interface TestRedis {
   url: string;
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** Freeze the server (SIGSTOP): connections stay open and nothing answers. */
+  pause(): void;
+  resume(): void;
 }
 
 /** A real redis-server on a free port (no persistence), stopped by PID when the test ends. */
@@ -40,5 +43,12 @@ export async function startRedis(): Promise<TestRedis> {
   };
   await up();
   onTestFinished(down);
-  return { port, url: `redis://127.0.0.1:${port}`, stop: down, start: up };
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    stop: down,
+    start: up,
+    pause: () => void proc?.kill('SIGSTOP'),
+    resume: () => void proc?.kill('SIGCONT'),
+  };
 }

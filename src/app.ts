@@ -293,7 +293,12 @@ export class App {
         const idle = p.config.affinity.mode === 'hash' ? (p.config.affinity.hash?.maxIdle ?? 0) : p.config.affinity.cookie.maxIdle;
         for (const [id, backend] of aff?.held?.() ?? []) store.touch(p.name, id, backend, started + idle);
       }
-      const counts = await store.exchange(this.registry.all().map((b) => ({ pool: b.pool, id: b.id, inFlight: b.inFlight, websockets: b.websockets })), started);
+      // A backend that holds no sessions any more (maint, drained, draining past its deadline:
+      // they are re-pinned) has its fleet-wide set emptied at every exchange, so a touch another
+      // instance made before it knew does not keep it counted (and a DELETE refused) for maxIdle.
+      const gone = (b: Backend): boolean =>
+        b.adminState === 'maint' || b.adminState === 'drained' || (b.adminState === 'draining' && b.drainDeadline !== undefined && started >= b.drainDeadline);
+      const counts = await store.exchange(this.registry.all().map((b) => ({ pool: b.pool, id: b.id, inFlight: b.inFlight, websockets: b.websockets, clear: gone(b) })), started);
       if (!counts) return;
       fleet.clear();
       remote.clear();
@@ -313,6 +318,7 @@ export class App {
       });
     this.registry.on('change', (e) => {
       if (e.type === 'admin' && e.to === 'draining') learn(e.backend);
+      if (e.type === 'removed') store.forget(e.backend.pool, e.backend.id);
     });
     // Backends already draining when this instance (re)started: the constructor applied the
     // stored state before this listener existed.

@@ -206,4 +206,29 @@ describe('several lb instances on one Redis', () => {
       redis.resume();
     }
   });
+
+  it('after maint, the backend counts no sessions fleet-wide once they are re-pinned, and can be removed without force', async () => {
+    const redis = await startRedis();
+    const bs = await Promise.all(['n1', 'n2', 'n3'].map((id) => startBackend(id)));
+    const y = yaml(bs, redis.url, `fleetmaint${Date.now()}:`);
+    const a: RunningLb = await startLb(y);
+    const b: RunningLb = await startLb(y);
+    const agent = testAgent();
+    const users = Array.from({ length: 30 }, () => new JarClient(b.url, agent));
+    for (const u of users) await u.fetch('/');
+    await until(() => a.app.drains.progress(a.app.registry.get('n1')!).sessions > 0); // B's sessions, through Redis
+    await a.app.control!.maint('n1');
+    await until(() => b.app.registry.get('n1')!.adminState === 'maint');
+    // Every user comes back through both instances: those of n1 are re-pinned.
+    for (const u of users) {
+      expect((await u.fetch('/')).json().id).not.toBe('n1');
+      const onA = new JarClient(a.url, agent);
+      for (const [k, v] of u.jar) onA.jar.set(k, v);
+      expect((await onA.fetch('/')).json().id).not.toBe('n1');
+    }
+    await new Promise((r) => setTimeout(r, 1200)); // exchanges on both instances
+    expect(a.app.drains.progress(a.app.registry.get('n1')!)).toMatchObject({ sessions: 0, remaining: 0 });
+    await a.app.control!.remove('n1', false);
+    await until(() => b.app.registry.get('n1') === undefined);
+  });
 });

@@ -167,7 +167,7 @@ export class RedisStateStore implements StateStore {
    * Write queued touches and this instance's in-flight requests and open WebSockets per backend;
    * read back the fleet's live session count and the other instances' connections per backend.
    */
-  async exchange(backends: Array<{ pool: string; id: string; inFlight: number; websockets: number }>, now: number): Promise<Map<string, { sessions: number; inFlight: number; websockets: number }> | undefined> {
+  async exchange(backends: Array<{ pool: string; id: string; inFlight: number; websockets: number; clear?: boolean }>, now: number): Promise<Map<string, { sessions: number; inFlight: number; websockets: number }> | undefined> {
     if (!this.#up) return undefined;
     const batch = [...this.#pending.values()];
     this.#pending.clear();
@@ -175,7 +175,9 @@ export class RedisStateStore implements StateStore {
     for (const [pool, id, backend, expiresAt] of batch) p.zadd(this.#sessionsKey(pool, backend), 'GT', Number.isFinite(expiresAt) ? expiresAt : now + 86_400_000, id);
     for (const b of backends) {
       const conns = `${this.#prefix}conns:${b.pool}:${b.id}`;
-      p.zremrangebyscore(this.#sessionsKey(b.pool, b.id), '-inf', now);
+      // `clear`: the backend holds no sessions any more (maint, drained…): its set is emptied.
+      if (b.clear) p.del(this.#sessionsKey(b.pool, b.id));
+      else p.zremrangebyscore(this.#sessionsKey(b.pool, b.id), '-inf', now);
       p.zcard(this.#sessionsKey(b.pool, b.id));
       p.hset(conns, this.#instance, `${b.inFlight},${b.websockets},${now + 3000}`);
       p.pexpire(conns, 60_000);
@@ -200,6 +202,12 @@ export class RedisStateStore implements StateStore {
       for (const t of batch) if (!this.#pending.has(`${t[0]}\0${t[1]}`)) this.#pending.set(`${t[0]}\0${t[1]}`, t);
       return undefined;
     }
+  }
+
+  /** A backend removed from the fleet: its sessions and connection tallies go (and its queued touches). */
+  forget(pool: string, backend: string): void {
+    for (const [k, t] of this.#pending) if (t[0] === pool && t[2] === backend) this.#pending.delete(k);
+    if (this.#up) void this.#redis.del(this.#sessionsKey(pool, backend), `${this.#prefix}conns:${pool}:${backend}`).catch(() => undefined);
   }
 
   /** Every live session (or hash key) the fleet has on one backend: [id, expiresAt]. */

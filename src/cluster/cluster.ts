@@ -128,7 +128,9 @@ export async function runPrimary(opts: { config: LbConfig; file: string; logger:
       waiters.add(check);
     });
   };
-  app.drains.trusts = (b) => synced(changedAt.get(b.id) ?? 0);
+  // With a Redis fleet too, the fleet's own rule (set when App joined it) must hold as well.
+  const fleetTrusts = app.drains.trusts;
+  app.drains.trusts = (b) => synced(changedAt.get(b.id) ?? 0) && (fleetTrusts?.(b) ?? true);
   // An empty sync: every worker answers it with a report, then its ack.
   app.freshReports = () => {
     seq++;

@@ -25,6 +25,7 @@ import { RedisStateStore } from './state/redis-store.js';
 import { emptyState, type PersistedState, type StateStore } from './state/types.js';
 import { applyConfigDiff } from './reload.js';
 import { DrainMonitor } from './balancer/drain.js';
+import { sessionsEnded } from './balancer/select.js';
 import { ApiError } from './admin/errors.js';
 import { request } from 'undici';
 import type http from 'node:http';
@@ -138,9 +139,7 @@ export class App {
     this.#undo.push(() => this.drains.close());
     this.websockets = new WsRegistry(o.random, (b) => {
       if (this.#stopping) return CLOSE_GOING_AWAY;
-      if (this.registry.get(b.id) !== b || b.adminState === 'maint' || b.adminState === 'drained') return CLOSE_SERVICE_RESTART;
-      if (b.adminState === 'draining' && b.drainDeadline !== undefined && o.now() >= b.drainDeadline) return CLOSE_SERVICE_RESTART;
-      return 0;
+      return this.registry.get(b.id) !== b || sessionsEnded(b, o.now()) ? CLOSE_SERVICE_RESTART : 0;
     });
     // At a drain deadline, the backend's WebSocket clients get 1012 Service Restart, spread over time.
     this.drains.on('deadline', (b) => {
@@ -296,9 +295,7 @@ export class App {
       // A backend that holds no sessions any more (maint, drained, draining past its deadline:
       // they are re-pinned) has its fleet-wide set emptied at every exchange, so a touch another
       // instance made before it knew does not keep it counted (and a DELETE refused) for maxIdle.
-      const gone = (b: Backend): boolean =>
-        b.adminState === 'maint' || b.adminState === 'drained' || (b.adminState === 'draining' && b.drainDeadline !== undefined && started >= b.drainDeadline);
-      const counts = await store.exchange(this.registry.all().map((b) => ({ pool: b.pool, id: b.id, inFlight: b.inFlight, websockets: b.websockets, clear: gone(b) })), started);
+      const counts = await store.exchange(this.registry.all().map((b) => ({ pool: b.pool, id: b.id, inFlight: b.inFlight, websockets: b.websockets, clear: sessionsEnded(b, started) })), started);
       if (!counts) return;
       fleet.clear();
       remote.clear();

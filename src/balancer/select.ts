@@ -10,14 +10,20 @@ export interface SelectDeps {
   now: () => number;
 }
 
+/**
+ * Has an operator ended the backend's sessions (they are re-pinned, its WebSockets closed)? In
+ * maint, drained (by its deadline, or with nothing left), or draining past its deadline.
+ */
+export function sessionsEnded(b: Backend, now: number): boolean {
+  return b.adminState === 'maint' || b.adminState === 'drained' || (b.adminState === 'draining' && b.drainDeadline !== undefined && now >= b.drainDeadline);
+}
+
 /** Why a pinned session must move, given drain deadlines too; undefined if it may stay. */
 export function pinnedReason(b: Backend | undefined, now: number): RepinReason | undefined {
   const reason = repinReason(b);
   if (reason) return reason;
-  if (b!.adminState === 'draining' && b!.drainDeadline !== undefined && now >= b!.drainDeadline) return 'deadline';
-  // Drained (by its deadline, or with nothing left): a cookie still naming it is re-pinned, not sent back.
-  if (b!.adminState === 'drained') return 'deadline';
-  return undefined;
+  // Past its deadline, or drained: a cookie still naming it is re-pinned, not sent back.
+  return sessionsEnded(b!, now) ? 'deadline' : undefined;
 }
 
 /**

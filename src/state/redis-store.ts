@@ -160,6 +160,11 @@ export class RedisStateStore implements StateStore {
     return `${this.#prefix}sessions:${pool}:${backend}`;
   }
 
+  /** Each instance's in-flight requests and WebSockets on a backend, with their validity. */
+  #connsKey(pool: string, backend: string): string {
+    return `${this.#prefix}conns:${pool}:${backend}`;
+  }
+
   /** This instance, in the per-backend connection tallies the fleet shares. */
   readonly #instance = randomUUID();
 
@@ -174,7 +179,7 @@ export class RedisStateStore implements StateStore {
     const p = this.#redis.pipeline();
     for (const [pool, id, backend, expiresAt] of batch) p.zadd(this.#sessionsKey(pool, backend), 'GT', Number.isFinite(expiresAt) ? expiresAt : now + 86_400_000, id);
     for (const b of backends) {
-      const conns = `${this.#prefix}conns:${b.pool}:${b.id}`;
+      const conns = this.#connsKey(b.pool, b.id);
       // `clear`: the backend holds no sessions any more (maint, drained…): its set is emptied.
       if (b.clear) p.del(this.#sessionsKey(b.pool, b.id));
       else p.zremrangebyscore(this.#sessionsKey(b.pool, b.id), '-inf', now);
@@ -207,7 +212,7 @@ export class RedisStateStore implements StateStore {
   /** A backend removed from the fleet: its sessions and connection tallies go (and its queued touches). */
   forget(pool: string, backend: string): void {
     for (const [k, t] of this.#pending) if (t[0] === pool && t[2] === backend) this.#pending.delete(k);
-    if (this.#up) void this.#redis.del(this.#sessionsKey(pool, backend), `${this.#prefix}conns:${pool}:${backend}`).catch(() => undefined);
+    if (this.#up) void this.#redis.del(this.#sessionsKey(pool, backend), this.#connsKey(pool, backend)).catch(() => undefined);
   }
 
   /** Every live session (or hash key) the fleet has on one backend: [id, expiresAt]. */

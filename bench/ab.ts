@@ -17,8 +17,14 @@
  * wrk; the result is the ratio B/A per round. On a host whose speed drifts between runs, this
  * compares A and B under the same conditions. Sharing a core adds context switches to both, so
  * the ratio understates a difference. Run A against itself first to see the spread on the day.
+ * --alternate MS (two variants): both lbs are started and loaded in the same round, but take
+ * turns: one wrk is stopped (SIGSTOP) while the other runs, swapped every MS ms, until each has had
+ * --seconds of turns (A first in odd rounds, B in even ones). Each lb is alone on CPU 0 while it
+ * serves, as in the issue's setup, and a drift of the host's speed falls on both alike; requests
+ * are counted by each lb's /metrics over the same window; the result is B/A per round.
  *   e.g. node --import tsx bench/ab.ts HEAD~1:none HEAD:none floor
  *        node --import tsx bench/ab.ts --paired HEAD~1:cookie HEAD:cookie
+ *        node --import tsx bench/ab.ts --alternate 250 .:none .:cookie
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
@@ -34,11 +40,12 @@ const seconds = opt('--seconds', 5);
 const pathAt = args.indexOf('--path');
 const path = pathAt >= 0 ? args[pathAt + 1] : '/100';
 const returning = args.includes('--returning');
-const paired = args.includes('--paired');
-const variants = args.filter((a, i) => !a.startsWith('--') && !['--rounds', '--seconds', '--path'].includes(args[i - 1]));
-if (!variants.length || (paired && variants.length !== 2)) {
-  console.error('usage: node --import tsx bench/ab.ts [--rounds 5] [--seconds 5] [--path /100] [--returning] [--paired] REV[:none|cookie[:NODE-FLAG…]]… [floor]');
-  console.error('       (--paired takes exactly two variants)');
+const alternateMs = args.includes('--alternate') ? opt('--alternate', 250) : undefined;
+const paired = args.includes('--paired') || alternateMs !== undefined;
+const variants = args.filter((a, i) => !a.startsWith('--') && !['--rounds', '--seconds', '--path', '--alternate'].includes(args[i - 1]));
+if (!variants.length || (paired && variants.length !== 2) || alternateMs === 0) {
+  console.error('usage: node --import tsx bench/ab.ts [--rounds 5] [--seconds 5] [--path /100] [--returning] [--paired | --alternate MS] REV[:none|cookie[:NODE-FLAG…]]… [floor]');
+  console.error('       (--paired and --alternate take exactly two variants; MS > 0)');
   process.exit(2);
 }
 
@@ -88,14 +95,14 @@ async function main(): Promise<void> {
     for (let r = 0; r < rounds; r++) {
       const groups = paired ? [vs] : vs.map((v) => [v]);
       for (const [g, group] of groups.entries()) {
-        const us = (await measureTogether(group.map((v) => (tag) => v.start(dir, bports, tag)), { dir, tag: `r${r}-${g}`, path, returning, seconds, labels: group.map((v) => v.label) })).map((m) => m.us);
+        const ms = await measureTogether(group.map((v) => (tag) => v.start(dir, bports, tag)), { dir, tag: `r${r}-${g}`, path, returning, seconds, labels: group.map((v) => v.label), alternateMs, firstTurn: r % 2 });
         for (const [i, v] of group.entries()) {
-          results[vs.indexOf(v)].push(us[i]);
-          console.error(`round ${r + 1}/${rounds} ${v.label}: ${us[i].toFixed(1)} µs/req`);
+          results[vs.indexOf(v)].push(ms[i].us);
+          console.error(`round ${r + 1}/${rounds} ${v.label}: ${ms[i].us.toFixed(1)} µs/req, ${ms[i].requests} requests`);
         }
       }
     }
-    console.log(`${path}${returning ? ', returning users' : ''}; ${rounds} rounds × ${seconds} s${paired ? ', paired (both at once on CPU 0)' : ''}; lb CPU µs per request\n`);
+    console.log(`${path}${returning ? ', returning users' : ''}; ${rounds} rounds × ${seconds} s${alternateMs ? `, alternating (both on CPU 0, taking turns of ${alternateMs} ms)` : paired ? ', paired (both at once on CPU 0)' : ''}; lb CPU µs per request\n`);
     console.log('| variant | rounds | median |\n|---|---|---:|');
     for (const [i, v] of vs.entries()) console.log(`| ${v.label} | ${results[i].map((x) => x.toFixed(1)).join(' ')} | ${median(results[i]).toFixed(1)} |`);
     if (paired) {

@@ -127,10 +127,15 @@ export function parseWrk(out: string): Wrk {
 }
 
 export function runWrk(url: string, seconds: number, script?: string): Promise<string> {
-  return new Promise((res, rej) => {
-    const extra = script ? ['-s', script] : [];
-    const p = spawn('taskset', ['-c', '1', '/usr/bin/wrk', '-t1', '-c50', `-d${seconds}s`, '--latency', ...extra, url], { stdio: ['ignore', 'pipe', 'pipe'] });
-    procs.push(p);
+  return startWrk(url, seconds, script).done;
+}
+
+/** wrk started on CPU 1; `done` has its output (rejects when it fails). `proc` is wrk itself (taskset execs it). */
+export function startWrk(url: string, seconds: number, script?: string): { proc: ChildProcess; done: Promise<string> } {
+  const extra = script ? ['-s', script] : [];
+  const p = spawn('taskset', ['-c', '1', '/usr/bin/wrk', '-t1', '-c50', `-d${seconds}s`, '--latency', ...extra, url], { stdio: ['ignore', 'pipe', 'pipe'] });
+  procs.push(p);
+  const done = new Promise<string>((res, rej) => {
     let out = '';
     p.stdout!.on('data', (d) => (out += d));
     p.stderr!.on('data', (d) => (out += d));
@@ -142,6 +147,7 @@ export function runWrk(url: string, seconds: number, script?: string): Promise<s
       else rej(new Error(`wrk exited ${code}: ${out.trim()}`));
     });
   });
+  return { proc: p, done };
 }
 
 // ---- targets -----------------------------------------------------------------------------
@@ -152,6 +158,8 @@ export interface Target {
   script?: string;
   /** PIDs whose CPU/RSS count as the proxy's (read fresh before each run). */
   pids: () => number[];
+  /** lb only (its admin listener's /metrics): requests answered so far, and how many not 2xx. */
+  served?: () => Promise<{ requests: number; errors: number }>;
   note?: string;
 }
 
@@ -206,7 +214,7 @@ export function hostProbe(): number {
   }
 }
 
-export function lbYaml(port: number, bports: number[], dir: string, workers: string, affinity: string): string {
+export function lbYaml(port: number, bports: number[], dir: string, workers: string, affinity: string, adminPort?: number): string {
   return `workers: ${workers}
 listeners: [ { name: web, host: 127.0.0.1, port: ${port}, pool: app } ]
 pools:
@@ -214,7 +222,7 @@ pools:
     affinity: ${affinity}
     balance: round-robin
     backends: [ ${bports.map((p, i) => `{ id: n${i + 1}, url: "http://127.0.0.1:${p}" }`).join(', ')} ]
-admin: { enabled: false }
+admin: ${adminPort ? `{ enabled: true, host: 127.0.0.1, port: ${adminPort} }` : '{ enabled: false }'}
 state: { file: "${dir}/state.json" }
 log: { level: warn }
 `;
@@ -225,9 +233,10 @@ export const COOKIE_AFFINITY = '{ mode: cookie, cookie: { secrets: ["bench-secre
 /** One lb process on `cpus` (its PIDs include cluster workers). */
 export async function startLb(dir: string, bports: number[], tag: string, workers: string, affinity: string, cpus: string, name = tag, note?: string, entry = resolve('dist/cli/main.js'), nodeArgs: string[] = []): Promise<Target> {
   const port = await freePort();
+  const adminPort = await freePort();
   const sub = join(dir, tag);
   execFileSync('mkdir', ['-p', sub]);
-  writeFileSync(join(sub, 'lb.yaml'), lbYaml(port, bports, sub, workers, affinity));
+  writeFileSync(join(sub, 'lb.yaml'), lbYaml(port, bports, sub, workers, affinity, adminPort));
   const log = join(dir, `${tag}.log`);
   const p = pinned(cpus, process.execPath, [...nodeArgs, entry, 'start', '-c', join(sub, 'lb.yaml')], log);
   const pids = (): number[] => [p.pid!, ...descendants(p.pid!)];
@@ -237,7 +246,21 @@ export async function startLb(dir: string, bports: number[], tag: string, worker
     killTree(pids()); // alive but not answering: stopped here, not left running through the rounds after
     throw e;
   }
-  return { name, port, pids, note };
+  return { name, port, pids, note, served: () => served(adminPort) };
+}
+
+/** Requests lb has answered, and how many of them not 2xx, from its /metrics (lb_requests_total). */
+async function served(adminPort: number): Promise<{ requests: number; errors: number }> {
+  const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`, { signal: AbortSignal.timeout(5000) });
+  if (!res.ok) throw new Error(`lb /metrics: ${res.status}`);
+  let requests = 0;
+  let errors = 0;
+  for (const m of (await res.text()).matchAll(/^lb_requests_total\{([^}]*)\} (\S+)$/gm)) {
+    const n = Number(m[2]);
+    requests += n;
+    if (!m[1].includes('status_class="2xx"')) errors += n;
+  }
+  return { requests, errors };
 }
 
 
@@ -345,17 +368,28 @@ export const fmt = (x: number | undefined, d: number) => (x === undefined || !Nu
 
 /**
  * Start each target, load them all at once (one wrk each, on CPU 1), and return each one's CPU µs
- * per request (NaN where its wrk counted no requests) and wrk's error count. With two lbs both
- * pinned to CPU 0 this is a paired run: both see the same host at the same moment, so their
- * ratio holds still where the host's speed drifts between runs (bench/ab.ts --paired;
- * bench/run.ts, cookie over none). Every wrk has ended and every target is stopped when it
- * returns or throws.
+ * per request (NaN where no requests were counted) and its error count. With two lbs both pinned
+ * to CPU 0 this is a paired run: both see the same host at the same moment, so their ratio holds
+ * still where the host's speed drifts between runs (bench/ab.ts --paired; bench/run.ts, cookie
+ * over none). Sharing the core, each lb also evicts the other's code and data from the caches
+ * between its time slices, which the issue's setup (one proxy alone on its core) does not have.
+ *
+ * With `alternateMs`, the targets (lbs: their /metrics count the requests) take turns instead:
+ * every wrk is started, all but one stopped (SIGSTOP), and the one running changes every
+ * `alternateMs` (SIGSTOP the one, SIGCONT the next), `firstTurn` first, until each has had
+ * `seconds` of turns. Each lb is then alone on CPU 0 while it serves (the others idle, with no
+ * load), and the turns are short enough that a drift of the host's speed falls on all alike.
+ * Then every wrk is stopped; after 200 ms (the requests in flight answered) each lb's CPU and its
+ * count of requests answered are read, and the wrks are killed: the window is the same for all,
+ * with no wrk's start or end in it alone. Every wrk has ended and every target is stopped when
+ * it returns or throws.
  */
 export async function measureTogether(
   starts: Array<(tag: string) => Promise<Target>>,
-  o: { dir: string; tag: string; path: string; returning: boolean; seconds: number; labels: string[] },
-): Promise<Array<{ us: number; errors: number }>> {
+  o: { dir: string; tag: string; path: string; returning: boolean; seconds: number; labels: string[]; alternateMs?: number; firstTurn?: number },
+): Promise<Array<{ us: number; errors: number; requests: number }>> {
   const ts: Target[] = [];
+  const cpu = (t: Target): number => t.pids().reduce((a, pid) => a + cpuUs(pid), 0);
   /** wrk on every target at once; throws after all have ended if any failed (none left running into the next round). */
   const together = async (seconds: number): Promise<string[]> => {
     const settled = await Promise.allSettled(ts.map((t) => runWrk(`http://127.0.0.1:${t.port}${o.path}`, seconds, t.script)));
@@ -363,11 +397,68 @@ export async function measureTogether(
     if (failed) throw failed.reason;
     return settled.map((r) => (r as PromiseFulfilledResult<string>).value);
   };
+  /** The targets in turns of `ms`, `seconds` each; CPU µs and requests answered per target, over the same window. */
+  const inTurns = async (seconds: number, ms: number): Promise<Array<{ us: number; errors: number; requests: number }>> => {
+    const counters = ts.map((t) => {
+      if (!t.served) throw new Error(`${t.name}: taking turns needs lb's own count of requests (its /metrics)`);
+      return t.served;
+    });
+    const servedBefore = await Promise.all(counters.map((f) => f()));
+    const cpuBefore = ts.map(cpu);
+    const turns = Math.max(1, Math.round((seconds * 1000) / ms)) * ts.length;
+    // Longer than the turns: no wrk ends on its own inside the window.
+    const wrks = ts.map((t) => startWrk(`http://127.0.0.1:${t.port}${o.path}`, seconds * ts.length + 30, t.script));
+    const ended = wrks.map((w) => w.done.then(() => undefined, () => undefined));
+    const signal = (i: number, sig: NodeJS.Signals) => {
+      if (wrks[i].proc.exitCode === null && wrks[i].proc.signalCode === null) wrks[i].proc.kill(sig);
+    };
+    try {
+      let active = (o.firstTurn ?? 0) % ts.length;
+      for (let i = 0; i < wrks.length; i++) if (i !== active) signal(i, 'SIGSTOP');
+      await new Promise<void>((done) => {
+        let turn = 1;
+        const timer = setInterval(() => {
+          signal(active, 'SIGSTOP');
+          if (turn++ === turns) {
+            clearInterval(timer);
+            done();
+            return;
+          }
+          active = (active + 1) % ts.length;
+          signal(active, 'SIGCONT');
+        }, ms);
+      });
+      await sleep(200); // the requests in flight when each wrk stopped: answered, and counted
+      const cpuAfter = ts.map(cpu);
+      const servedAfter = await Promise.all(counters.map((f) => f()));
+      return ts.map((_, i) => {
+        const requests = servedAfter[i].requests - servedBefore[i].requests;
+        return { us: requests > 0 ? (cpuAfter[i] - cpuBefore[i]) / requests : NaN, errors: servedAfter[i].errors - servedBefore[i].errors, requests };
+      });
+    } finally {
+      for (const w of wrks) w.proc.kill('SIGKILL'); // also when stopped
+      await Promise.all(ended);
+    }
+  };
   try {
-    for (const [i, start] of starts.entries()) ts.push(await start(`${o.tag}-${i}`));
+    // Taking turns, the target that goes first is also started first: of two identical lbs, the
+    // one started second served ~2 % cheaper in A/A rounds (bench/RESULTS.md, 2026-11-29), so both
+    // orders come up equally often when `firstTurn` goes round.
+    const first = o.alternateMs ? (o.firstTurn ?? 0) % starts.length : 0;
+    for (let k = 0; k < starts.length; k++) {
+      const i = (first + k) % starts.length;
+      ts[i] = await starts[i](`${o.tag}-${i}`);
+    }
     if (o.returning) for (const t of ts) await mintCookies(t, o.dir);
     await together(2); // warm-up
-    const cpu = (t: Target): number => t.pids().reduce((a, pid) => a + cpuUs(pid), 0);
+    if (o.alternateMs) {
+      const ms = await inTurns(o.seconds, o.alternateMs);
+      for (const [i, m] of ms.entries()) {
+        if (m.errors) console.error(`${o.labels[i]}: ${m.errors} answers not 2xx`);
+        if (!(m.requests > 0)) console.error(`${o.labels[i]}: no requests answered in its turns`);
+      }
+      return ms;
+    }
     const before = ts.map(cpu);
     const outs = await together(o.seconds);
     const after = ts.map(cpu);
@@ -377,7 +468,7 @@ export async function measureTogether(
       // The round counts as missing (NaN: left out of the medians, and of the paired ratio); say why.
       if (!(w.requests > 0)) console.error(`${o.labels[i]}: no requests counted in wrk's output:\n${outs[i].trim().split('\n').slice(-6).join('\n')}`);
     }
-    return ws.map((w, i) => ({ us: w.requests > 0 ? (after[i] - before[i]) / w.requests : NaN, errors: w.errors }));
+    return ws.map((w, i) => ({ us: w.requests > 0 ? (after[i] - before[i]) / w.requests : NaN, errors: w.errors, requests: w.requests }));
   } finally {
     killTree(ts.flatMap((t) => t.pids()));
   }

@@ -12,10 +12,11 @@
  * relative to HAProxy, the machine's other load and steal time, a probe of the host's speed before
  * each run (hostProbe: this shared VM's speed drifts, by up to 2.5× with little in /proc to show
  * it); then cookie affinity over mode none, paired (lb none and lb cookie loaded at once, both on
- * CPU 0: `--paired-rounds` rounds of `--paired-seconds` on /100, without and with cookies); then lb's
- * RSS over 1,000,000 requests (returning users, then no cookies).
+ * CPU 0: `--paired-rounds` rounds of `--paired-seconds` on /100, without and with cookies), and the
+ * same rounds alternating (the two lbs take turns of `--alternate-ms`, each alone on CPU 0 while it
+ * serves; 0: not run); then lb's RSS over 1,000,000 requests (returning users, then no cookies).
  *
- *   node --import tsx bench/run.ts [--seconds 8] [--rounds 3] [--warmup 5] [--paired-rounds 8] [--paired-seconds 5] [--memory-requests 1000000]
+ *   node --import tsx bench/run.ts [--seconds 8] [--rounds 3] [--warmup 5] [--paired-rounds 8] [--paired-seconds 5] [--alternate-ms 250] [--memory-requests 1000000]
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
@@ -198,6 +199,7 @@ async function main(): Promise<void> {
   const memRequests = opt('--memory-requests', 1_000_000);
   const pairedRounds = opt('--paired-rounds', 8);
   const pairedSeconds = opt('--paired-seconds', 5);
+  const alternateMs = opt('--alternate-ms', 250);
   ensurePeers([
     { bin: '/usr/sbin/haproxy', pkg: 'haproxy' },
     { bin: '/usr/sbin/nginx', pkg: 'nginx-light' },
@@ -242,16 +244,22 @@ async function main(): Promise<void> {
     // Both lbs are fresh each round: a cookieless round leaves the cookie lb's session table far
     // below its cap, where an insert cost ~0.5 µs less in-process (651 against 1,148 ns at the
     // cap, which evicts first: bench/RESULTS.md).
-    const pairs: Array<{ key: string; title: string; ratios: number[]; failed: number }> = [];
-    for (const sc of pairedRounds > 0 ? SCENARIOS.filter((x) => x.path === '/100') : []) {
+    // Then the same rounds again with the two lbs taking turns (alternateMs > 0): each alone on
+    // CPU 0 while it serves, as in the issue's setup, where sharing the core at once lets each
+    // lb evict the other's caches between its turns, and the cookie's table and code come back
+    // from memory (bench/RESULTS.md, 2026-11-29).
+    const pairs: Array<{ key: string; title: string; how: 'paired' | 'alternating'; ratios: number[]; failed: number }> = [];
+    const hows = alternateMs > 0 ? (['paired', 'alternating'] as const) : (['paired'] as const);
+    const pairRuns = (pairedRounds > 0 ? hows : []).flatMap((how) => SCENARIOS.filter((x) => x.path === '/100').map((sc) => ({ how, sc })));
+    for (const { how, sc } of pairRuns) {
       const ratios: number[] = [];
       let failed = 0;
       for (let r = 0; r < pairedRounds; r++) {
-        const round = `paired ${r + 1}/${pairedRounds} ${sc.key}`;
+        const round = `${how} ${r + 1}/${pairedRounds} ${sc.key}`;
         try {
           const [none, cookie] = await measureTogether(
             [(tag) => startLb(dir, bports, tag, '1', '{ mode: none }', '0'), (tag) => startLb(dir, bports, tag, '1', COOKIE_AFFINITY, '0')],
-            { dir, tag: `paired-${sc.returning ? 'returning' : 'new'}-${r}`, path: sc.path, returning: sc.returning, seconds: pairedSeconds, labels: ['lb none', 'lb cookie'] },
+            { dir, tag: `${how}-${sc.returning ? 'returning' : 'new'}-${r}`, path: sc.path, returning: sc.returning, seconds: pairedSeconds, labels: ['lb none', 'lb cookie'], alternateMs: how === 'alternating' ? alternateMs : undefined, firstTurn: r % 2 },
           );
           const ratio = cookie.us / none.us;
           // A round with errors (or no requests counted) is not a measurement of the same work: left out, and counted as failed.
@@ -264,7 +272,7 @@ async function main(): Promise<void> {
           console.error(`${round}: failed: ${(e as Error).message}`);
         }
       }
-      pairs.push({ key: sc.key, title: sc.title, ratios, failed });
+      pairs.push({ key: sc.key, title: sc.title, how, ratios, failed });
     }
 
     // Memory over 1,000,000 requests, returning users then a cookieless flood (every request a
@@ -336,7 +344,7 @@ async function main(): Promise<void> {
       out.push(
         '',
         `lb workers:1 (cookie): ${fmt(lb1.cpu, 1)} µs/req = ${fmt(lb1.cpu / ha, 2)}× HAProxy's CPU, ${fmt(hp.cpu / lb1.cpu, 2)}× leaner than http-proxy; ` +
-          `p99 ${fmt(lb1.p99 / stat('haproxy').p99, 2)}× HAProxy's; cookie affinity costs ${fmt((lb1.cpu / none.cpu - 1) * 100, 1)}% over mode none in these medians${sc.path === '/100' ? " (paired, where the host's drift cancels: below)" : ''}; ` +
+          `p99 ${fmt(lb1.p99 / stat('haproxy').p99, 2)}× HAProxy's; cookie affinity costs ${fmt((lb1.cpu / none.cpu - 1) * 100, 1)}% over mode none in these medians${sc.path === '/100' ? " (paired and alternating, where the host's drift cancels: below)" : ''}; ` +
           `the Node floor costs ${fmt(stat('node floor').cpu, 1)} µs/req (lb, mode none, ${fmt(none.cpu - stat('node floor').cpu, 1)} µs above it).`,
       );
     }
@@ -344,16 +352,18 @@ async function main(): Promise<void> {
       const pct = (x: number) => `${x >= 1 ? '+' : ''}${fmt((x - 1) * 100, 1)} %`;
       out.push(
         '',
-        '### Cookie affinity over mode none, paired: lb workers:1, both at once on CPU 0',
+        '### Cookie affinity over mode none, paired and alternating: lb workers:1, both on CPU 0',
         '',
-        `Each round starts a fresh lb of each (mode none, cookie affinity), both pinned to CPU 0, and loads both at once for ${pairedSeconds} s (one wrk each, on CPU 1, after 2 s of warm-up): ` +
-          `cookie's CPU µs per request over none's in the same seconds. Sharing a core costs both some context switches, which dilutes a difference a little; the host's drift does not enter it. ` +
+        `Each round starts a fresh lb of each (mode none, cookie affinity), both pinned to CPU 0, one wrk each on CPU 1, 2 s of warm-up with both loaded at once. ` +
+          `**Paired**: both loaded at once for ${pairedSeconds} s. **Alternating**: one wrk runs while the other is stopped (SIGSTOP), the two swapped every ${alternateMs} ms until each has had ${pairedSeconds} s (none first in odd rounds, cookie in even ones), ` +
+          `so each lb is alone on the core while it serves, as in the issue's setup; requests are counted by each lb's /metrics over the same window. The figure is cookie's CPU µs per request over none's in the same round. In both, the host's drift falls on the two alike. ` +
+          `Paired, each lb also evicts the other's code and data from the core's caches between its turns, which can weigh more on the cookie's larger working set (its session table). ` +
           `Being fresh, the cookie lb's session table stays far below its cap in a round without cookies (tens of thousands of sessions, against the cap of 1,000,000 the tables above approach), ` +
           `where inserting a new session costs less (in-process, 651 ns against 1,148 at the cap). A round with errors is left out.`,
         '',
-        '| scenario | rounds measured | cookie over none, each round | median | rounds ≤ +5 % |',
-        '|---|---:|---|---:|---:|',
-        ...pairs.map((p) => `| ${p.title} | ${p.ratios.length}/${p.ratios.length + p.failed} | ${p.ratios.map(pct).join(', ') || 'none'} | **${p.ratios.length ? pct(median(p.ratios)) : '–'}** | ${p.ratios.filter((x) => x <= 1.05).length} |`),
+        '| scenario | how | rounds measured | cookie over none, each round | median | rounds ≤ +5 % |',
+        '|---|---|---:|---|---:|---:|',
+        ...pairs.map((p) => `| ${p.title} | ${p.how} | ${p.ratios.length}/${p.ratios.length + p.failed} | ${p.ratios.map(pct).join(', ') || 'none'} | **${p.ratios.length ? pct(median(p.ratios)) : '–'}** | ${p.ratios.filter((x) => x <= 1.05).length} |`),
       );
     }
     if (memory.length) {

@@ -15,11 +15,12 @@
  * --returning sends back 1,000 cookies each variant issued (cookie mode), else no cookies.
  * --paired (two variants): both run at the same time, both pinned to CPU 0, each under its own
  * wrk; the result is the ratio B/A per round. On a host whose speed drifts between runs, this
- * compares A and B under the same conditions. Sharing a core adds context switches to both, so
- * the ratio understates a difference. Run A against itself first to see the spread on the day.
+ * compares A and B under the same conditions. Sharing a core, each lb evicts the other's caches
+ * between its time slices: cookie over none read ~1-3 points higher paired than alternating
+ * (bench/RESULTS.md, 2026-11-29). Run A against itself first to see the spread on the day.
  * --alternate MS (two variants): both lbs are started and loaded in the same round, but take
  * turns: one wrk is stopped (SIGSTOP) while the other runs, swapped every MS ms, until each has had
- * --seconds of turns (A first in odd rounds, B in even ones). Each lb is alone on CPU 0 while it
+ * --seconds of turns (A started and run first in odd rounds, B in even ones). Each lb is alone on CPU 0 while it
  * serves, as in the issue's setup, and a drift of the host's speed falls on both alike; requests
  * are counted by each lb's /metrics over the same window; the result is B/A per round.
  *   e.g. node --import tsx bench/ab.ts HEAD~1:none HEAD:none floor
@@ -43,9 +44,9 @@ const returning = args.includes('--returning');
 const alternateMs = args.includes('--alternate') ? opt('--alternate', 250) : undefined;
 const paired = args.includes('--paired') || alternateMs !== undefined;
 const variants = args.filter((a, i) => !a.startsWith('--') && !['--rounds', '--seconds', '--path', '--alternate'].includes(args[i - 1]));
-if (!variants.length || (paired && variants.length !== 2) || alternateMs === 0) {
+if (!variants.length || (paired && variants.length !== 2) || alternateMs === 0 || (alternateMs !== undefined && (args.includes('--paired') || variants.includes('floor')))) {
   console.error('usage: node --import tsx bench/ab.ts [--rounds 5] [--seconds 5] [--path /100] [--returning] [--paired | --alternate MS] REV[:none|cookie[:NODE-FLAG…]]… [floor]');
-  console.error('       (--paired and --alternate take exactly two variants; MS > 0)');
+  console.error('       (--paired and --alternate take exactly two variants, not both; --alternate: MS > 0, lb variants only: lb counts the requests)');
   process.exit(2);
 }
 
@@ -95,10 +96,18 @@ async function main(): Promise<void> {
     for (let r = 0; r < rounds; r++) {
       const groups = paired ? [vs] : vs.map((v) => [v]);
       for (const [g, group] of groups.entries()) {
-        const ms = await measureTogether(group.map((v) => (tag) => v.start(dir, bports, tag)), { dir, tag: `r${r}-${g}`, path, returning, seconds, labels: group.map((v) => v.label), alternateMs, firstTurn: r % 2 });
+        let ms: Array<{ us: number; errors: number; requests: number }>;
+        try {
+          ms = await measureTogether(group.map((v) => (tag) => v.start(dir, bports, tag)), { dir, tag: `r${r}-${g}`, path, returning, seconds, labels: group.map((v) => v.label), alternateMs, firstTurn: r % 2 });
+        } catch (e) {
+          console.error(`round ${r + 1}/${rounds}: failed, left out: ${(e as Error).message}`);
+          ms = group.map(() => ({ us: NaN, errors: 0, requests: 0 }));
+        }
+        // A round with errors is not a measurement of the same work: left out (NaN), in the medians and the ratio.
+        const bad = ms.some((m) => m.errors > 0);
         for (const [i, v] of group.entries()) {
-          results[vs.indexOf(v)].push(ms[i].us);
-          console.error(`round ${r + 1}/${rounds} ${v.label}: ${ms[i].us.toFixed(1)} µs/req, ${ms[i].requests} requests`);
+          results[vs.indexOf(v)].push(bad ? NaN : ms[i].us);
+          console.error(`round ${r + 1}/${rounds} ${v.label}: ${ms[i].us.toFixed(1)} µs/req, ${ms[i].requests} requests${ms[i].errors ? `, ${ms[i].errors} errors` : ''}${bad ? ' (round left out)' : ''}`);
         }
       }
     }
@@ -108,6 +117,9 @@ async function main(): Promise<void> {
     if (paired) {
       const ratios = results[1].map((b, r) => b / results[0][r]);
       console.log(`| ${vs[1].label} / ${vs[0].label} | ${ratios.map((x) => x.toFixed(3)).join(' ')} | ${median(ratios).toFixed(3)} |`);
+      // Odd rounds start (and, taking turns, run) A first; even rounds B: an order effect shows as a gap between these two.
+      const parity = (p: number) => median(ratios.filter((_, r) => r % 2 === p)).toFixed(3);
+      console.log(`\nB/A median of odd rounds (A first) ${parity(0)}, of even rounds (B first) ${parity(1)}; ${ratios.filter((x) => x <= 1.05).length} of ${ratios.filter(Number.isFinite).length} rounds ≤ 1.05`);
     }
   } finally {
     cleanup(); // the backends process, by PID

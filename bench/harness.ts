@@ -130,10 +130,17 @@ export function runWrk(url: string, seconds: number, script?: string): Promise<s
   return startWrk(url, seconds, script).done;
 }
 
-/** wrk started on CPU 1; `done` has its output (rejects when it fails). `proc` is wrk itself (taskset execs it). */
-export function startWrk(url: string, seconds: number, script?: string): { proc: ChildProcess; done: Promise<string> } {
+/**
+ * wrk started on CPU 1; `done` has its output (rejects when it fails). `proc` is wrk itself (taskset
+ * execs it). `stopped`: the child stops itself (SIGSTOP) before it execs taskset and wrk, so that
+ * it sends nothing until SIGCONT; wait for that with waitStopped().
+ */
+export function startWrk(url: string, seconds: number, script?: string, stopped = false): { proc: ChildProcess; done: Promise<string> } {
   const extra = script ? ['-s', script] : [];
-  const p = spawn('taskset', ['-c', '1', '/usr/bin/wrk', '-t1', '-c50', `-d${seconds}s`, '--latency', ...extra, url], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = ['-c', '1', '/usr/bin/wrk', '-t1', '-c50', `-d${seconds}s`, '--latency', ...extra, url];
+  const p = stopped
+    ? spawn('sh', ['-c', 'kill -STOP $$; exec taskset "$@"', 'sh', ...argv], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn('taskset', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   procs.push(p);
   const done = new Promise<string>((res, rej) => {
     let out = '';
@@ -148,6 +155,15 @@ export function startWrk(url: string, seconds: number, script?: string): { proc:
     });
   });
   return { proc: p, done };
+}
+
+/** Until `pid` is stopped (state T in /proc), at most `ms`. */
+async function waitStopped(pid: number, ms = 2000): Promise<void> {
+  for (const until = Date.now() + ms; Date.now() < until; await sleep(5)) {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'T') return;
+  }
+  throw new Error(`process ${pid} did not stop itself within ${ms} ms`);
 }
 
 // ---- targets -----------------------------------------------------------------------------
@@ -233,7 +249,8 @@ export const COOKIE_AFFINITY = '{ mode: cookie, cookie: { secrets: ["bench-secre
 /** One lb process on `cpus` (its PIDs include cluster workers). */
 export async function startLb(dir: string, bports: number[], tag: string, workers: string, affinity: string, cpus: string, name = tag, note?: string, entry = resolve('dist/cli/main.js'), nodeArgs: string[] = []): Promise<Target> {
   const port = await freePort();
-  const adminPort = await freePort();
+  let adminPort = await freePort();
+  while (adminPort === port) adminPort = await freePort();
   const sub = join(dir, tag);
   execFileSync('mkdir', ['-p', sub]);
   writeFileSync(join(sub, 'lb.yaml'), lbYaml(port, bports, sub, workers, affinity, adminPort));
@@ -242,6 +259,11 @@ export async function startLb(dir: string, bports: number[], tag: string, worker
   const pids = (): number[] => [p.pid!, ...descendants(p.pid!)];
   try {
     await waitPort(port, p, log);
+    // The admin listener opens after the proxy's: the request count (bench:ab --alternate) is read there.
+    for (let i = 0; !(await served(adminPort).then(() => true, () => false)); i++) {
+      if (i === 100) throw new Error(`admin port ${adminPort} never served /metrics: ${tail(log)}`);
+      await sleep(50);
+    }
   } catch (e) {
     killTree(pids()); // alive but not answering: stopped here, not left running through the rounds after
     throw e;
@@ -379,10 +401,11 @@ export const fmt = (x: number | undefined, d: number) => (x === undefined || !Nu
  * `alternateMs` (SIGSTOP the one, SIGCONT the next), `firstTurn` first, until each has had
  * `seconds` of turns. Each lb is then alone on CPU 0 while it serves (the others idle, with no
  * load), and the turns are short enough that a drift of the host's speed falls on all alike.
- * Then every wrk is stopped; after 200 ms (the requests in flight answered) each lb's CPU and its
- * count of requests answered are read, and the wrks are killed: the window is the same for all,
- * with no wrk's start or end in it alone. Every wrk has ended and every target is stopped when
- * it returns or throws.
+ * Every wrk stops itself before it execs and sends nothing until its first turn. After the last
+ * turn every wrk is stopped; after 200 ms (the requests in flight answered) each lb's CPU and its
+ * count of requests answered are read: the window is the same for all, with no wrk's start or
+ * end in it alone. Then the wrks run out their time (2 s past the turns) and their summaries'
+ * errors count too. Every wrk has ended and every target is stopped when it returns or throws.
  */
 export async function measureTogether(
   starts: Array<(tag: string) => Promise<Target>>,
@@ -406,15 +429,21 @@ export async function measureTogether(
     const servedBefore = await Promise.all(counters.map((f) => f()));
     const cpuBefore = ts.map(cpu);
     const turns = Math.max(1, Math.round((seconds * 1000) / ms)) * ts.length;
-    // Longer than the turns: no wrk ends on its own inside the window.
-    const wrks = ts.map((t) => startWrk(`http://127.0.0.1:${t.port}${o.path}`, seconds * ts.length + 30, t.script));
-    const ended = wrks.map((w) => w.done.then(() => undefined, () => undefined));
+    // Every wrk stopped before it sends anything, then woken in turns. Each runs 2 s longer than
+    // all the turns take, so none ends inside the window; after it, each is let run out its time
+    // and print its summary (SIGINT is no way to end wrk early: a signal that reaches its worker
+    // thread stops the load, but the main thread still sleeps out -d before it prints).
+    const duration = Math.ceil((turns * ms) / 1000) + 2;
+    const wrks = ts.map((t) => startWrk(`http://127.0.0.1:${t.port}${o.path}`, duration, t.script, true));
+    const outputs = wrks.map((w) => w.done.then((out) => ({ out }), (e: Error) => ({ err: e })));
+    const live = (i: number) => wrks[i].proc.exitCode === null && wrks[i].proc.signalCode === null;
     const signal = (i: number, sig: NodeJS.Signals) => {
-      if (wrks[i].proc.exitCode === null && wrks[i].proc.signalCode === null) wrks[i].proc.kill(sig);
+      if (live(i)) wrks[i].proc.kill(sig);
     };
     try {
+      for (const w of wrks) await waitStopped(w.proc.pid!);
       let active = (o.firstTurn ?? 0) % ts.length;
-      for (let i = 0; i < wrks.length; i++) if (i !== active) signal(i, 'SIGSTOP');
+      signal(active, 'SIGCONT');
       await new Promise<void>((done) => {
         let turn = 1;
         const timer = setInterval(() => {
@@ -431,20 +460,30 @@ export async function measureTogether(
       await sleep(200); // the requests in flight when each wrk stopped: answered, and counted
       const cpuAfter = ts.map(cpu);
       const servedAfter = await Promise.all(counters.map((f) => f()));
+      // Then each wrk runs out its time and prints its summary: its socket errors and non-2xx
+      // answers count, as in a paired round (lb's own count misses what it answers before it
+      // picks a backend, and connection errors).
+      const stillRunning = ts.map((_, i) => live(i));
+      for (let i = 0; i < wrks.length; i++) signal(i, 'SIGCONT');
+      const summaries = await Promise.race([Promise.all(outputs), sleep((duration + 10) * 1000).then(() => undefined)]);
+      if (!summaries) throw new Error(`wrk did not end within ${duration + 10} s`);
       return ts.map((_, i) => {
+        const sum = summaries[i];
+        if ('err' in sum || !stillRunning[i]) throw new Error(`${o.labels[i]}: wrk ended during its turns: ${'err' in sum ? sum.err.message : 'no summary'}`);
         const requests = servedAfter[i].requests - servedBefore[i].requests;
-        return { us: requests > 0 ? (cpuAfter[i] - cpuBefore[i]) / requests : NaN, errors: servedAfter[i].errors - servedBefore[i].errors, requests };
+        const errors = Math.max(servedAfter[i].errors - servedBefore[i].errors, parseWrk(sum.out).errors);
+        return { us: requests > 0 ? (cpuAfter[i] - cpuBefore[i]) / requests : NaN, errors, requests };
       });
     } finally {
-      for (const w of wrks) w.proc.kill('SIGKILL'); // also when stopped
-      await Promise.all(ended);
+      for (const w of wrks) w.proc.kill('SIGKILL'); // when still there (also when stopped)
+      await Promise.all(outputs);
     }
   };
   try {
-    // Taking turns, the target that goes first is also started first: of two identical lbs, the
-    // one started second served ~2 % cheaper in A/A rounds (bench/RESULTS.md, 2026-11-29), so both
-    // orders come up equally often when `firstTurn` goes round.
-    const first = o.alternateMs ? (o.firstTurn ?? 0) % starts.length : 0;
+    // The target that goes first (taking turns) is also started first, and `firstTurn` goes round
+    // by round, paired too: in the first A/A rounds taking turns, the lb started second served ~2 %
+    // cheaper (bench/RESULTS.md, 2026-11-29; why was not found), so both orders come up alike.
+    const first = (o.firstTurn ?? 0) % starts.length;
     for (let k = 0; k < starts.length; k++) {
       const i = (first + k) % starts.length;
       ts[i] = await starts[i](`${o.tag}-${i}`);

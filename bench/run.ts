@@ -244,35 +244,35 @@ async function main(): Promise<void> {
     // Both lbs are fresh each round: a cookieless round leaves the cookie lb's session table far
     // below its cap, where an insert cost ~0.5 µs less in-process (651 against 1,148 ns at the
     // cap, which evicts first: bench/RESULTS.md).
-    // Then the same rounds again with the two lbs taking turns (alternateMs > 0): each alone on
-    // CPU 0 while it serves, as in the issue's setup, where sharing the core at once lets each
-    // lb evict the other's caches between its turns, and the cookie's table and code come back
-    // from memory (bench/RESULTS.md, 2026-11-29).
+    // And alternating (alternateMs > 0): the two lbs take turns, each alone on CPU 0 while it
+    // serves, as in the issue's setup, where sharing the core at once lets each evict the other's
+    // caches. A paired and an alternating round back to back (which first goes round), so both
+    // ways see the same hour of this host; which lb starts (and goes) first goes round too.
     const pairs: Array<{ key: string; title: string; how: 'paired' | 'alternating'; ratios: number[]; failed: number }> = [];
     const hows = alternateMs > 0 ? (['paired', 'alternating'] as const) : (['paired'] as const);
-    const pairRuns = (pairedRounds > 0 ? hows : []).flatMap((how) => SCENARIOS.filter((x) => x.path === '/100').map((sc) => ({ how, sc })));
-    for (const { how, sc } of pairRuns) {
-      const ratios: number[] = [];
-      let failed = 0;
-      for (let r = 0; r < pairedRounds; r++) {
-        const round = `${how} ${r + 1}/${pairedRounds} ${sc.key}`;
-        try {
-          const [none, cookie] = await measureTogether(
-            [(tag) => startLb(dir, bports, tag, '1', '{ mode: none }', '0'), (tag) => startLb(dir, bports, tag, '1', COOKIE_AFFINITY, '0')],
-            { dir, tag: `${how}-${sc.returning ? 'returning' : 'new'}-${r}`, path: sc.path, returning: sc.returning, seconds: pairedSeconds, labels: ['lb none', 'lb cookie'], alternateMs: how === 'alternating' ? alternateMs : undefined, firstTurn: r % 2 },
-          );
-          const ratio = cookie.us / none.us;
-          // A round with errors (or no requests counted) is not a measurement of the same work: left out, and counted as failed.
-          const ok = Number.isFinite(ratio) && none.errors + cookie.errors === 0;
-          if (ok) ratios.push(ratio);
-          else failed++;
-          console.error(`${round}: lb cookie ${fmt(cookie.us, 1)}, lb none ${fmt(none.us, 1)} µs/req: cookie ${fmt((ratio - 1) * 100, 1)} % over none${ok ? '' : ` (left out: ${none.errors + cookie.errors} errors)`}`);
-        } catch (e) {
-          failed++;
-          console.error(`${round}: failed: ${(e as Error).message}`);
+    for (const sc of pairedRounds > 0 ? SCENARIOS.filter((x) => x.path === '/100') : []) {
+      const rows = hows.map((how) => ({ key: sc.key, title: sc.title, how, ratios: [] as number[], failed: 0 }));
+      pairs.push(...rows);
+      for (let r = 0; r < pairedRounds; r++)
+        for (let k = 0; k < rows.length; k++) {
+          const row = rows[(r + k) % rows.length];
+          const round = `${row.how} ${r + 1}/${pairedRounds} ${sc.key}`;
+          try {
+            const [none, cookie] = await measureTogether(
+              [(tag) => startLb(dir, bports, tag, '1', '{ mode: none }', '0'), (tag) => startLb(dir, bports, tag, '1', COOKIE_AFFINITY, '0')],
+              { dir, tag: `${row.how}-${sc.returning ? 'returning' : 'new'}-${r}`, path: sc.path, returning: sc.returning, seconds: pairedSeconds, labels: ['lb none', 'lb cookie'], alternateMs: row.how === 'alternating' ? alternateMs : undefined, firstTurn: r % 2 },
+            );
+            const ratio = cookie.us / none.us;
+            // A round with errors (or no requests counted) is not a measurement of the same work: left out, and counted as failed.
+            const ok = Number.isFinite(ratio) && none.errors + cookie.errors === 0;
+            if (ok) row.ratios.push(ratio);
+            else row.failed++;
+            console.error(`${round}: lb cookie ${fmt(cookie.us, 1)}, lb none ${fmt(none.us, 1)} µs/req: cookie ${fmt((ratio - 1) * 100, 1)} % over none${ok ? '' : ` (left out: ${none.errors + cookie.errors} errors)`}`);
+          } catch (e) {
+            row.failed++;
+            console.error(`${round}: failed: ${(e as Error).message}`);
+          }
         }
-      }
-      pairs.push({ key: sc.key, title: sc.title, how, ratios, failed });
     }
 
     // Memory over 1,000,000 requests, returning users then a cookieless flood (every request a
@@ -355,9 +355,10 @@ async function main(): Promise<void> {
         '### Cookie affinity over mode none, paired and alternating: lb workers:1, both on CPU 0',
         '',
         `Each round starts a fresh lb of each (mode none, cookie affinity), both pinned to CPU 0, one wrk each on CPU 1, 2 s of warm-up with both loaded at once. ` +
-          `**Paired**: both loaded at once for ${pairedSeconds} s. **Alternating**: one wrk runs while the other is stopped (SIGSTOP), the two swapped every ${alternateMs} ms until each has had ${pairedSeconds} s (none first in odd rounds, cookie in even ones), ` +
-          `so each lb is alone on the core while it serves, as in the issue's setup; requests are counted by each lb's /metrics over the same window. The figure is cookie's CPU µs per request over none's in the same round. In both, the host's drift falls on the two alike. ` +
-          `Paired, each lb also evicts the other's code and data from the core's caches between its turns, which can weigh more on the cookie's larger working set (its session table). ` +
+          `**Paired**: both loaded at once for ${pairedSeconds} s. **Alternating**: one wrk runs while the other is stopped (SIGSTOP), the two swapped every ${alternateMs} ms until each has had ${pairedSeconds} s, ` +
+          `so each lb is alone on the core while it serves, as in the issue's setup; requests are counted by each lb's /metrics over the same window, errors by wrk and lb. ` +
+          `Lb none is started (and goes) first in odd rounds, lb cookie in even ones; each paired round and alternating round run back to back, which first going round. The figure is cookie's CPU µs per request over none's in the same round. In both, the host's drift falls on the two alike. ` +
+          `Paired, each lb also finds the other's code and data in the core's caches after each of its time slices, which the issue's setup does not have. ` +
           `Being fresh, the cookie lb's session table stays far below its cap in a round without cookies (tens of thousands of sessions, against the cap of 1,000,000 the tables above approach), ` +
           `where inserting a new session costs less (in-process, 651 ns against 1,148 at the cap). A round with errors is left out.`,
         '',

@@ -15,9 +15,9 @@
  * --returning sends back 1,000 cookies each variant issued (cookie mode), else no cookies.
  * --paired (two variants): both run at the same time, both pinned to CPU 0, each under its own
  * wrk; the result is the ratio B/A per round. On a host whose speed drifts between runs, this
- * compares A and B under the same conditions. Sharing a core, each lb evicts the other's caches
- * between its time slices: cookie over none read ~1-3 points higher paired than alternating
- * (bench/RESULTS.md, 2026-11-29). Run A against itself first to see the spread on the day.
+ * compares A and B under the same conditions. But the two share the core in time slices: cookie
+ * over none read higher paired than alternating in 16 of 16 back-to-back round pairs (+7.0
+ * against +2.3 %, bench/RESULTS.md, 2026-11-29). Run A against itself first to see the spread.
  * --alternate MS (two variants): both lbs are started and loaded in the same round, but take
  * turns: one wrk is stopped (SIGSTOP) while the other runs, swapped every MS ms, until each has had
  * --seconds of turns (A started and run first in odd rounds, B in even ones). Each lb is alone on CPU 0 while it

@@ -133,10 +133,10 @@ export class Control {
 
   async remove(id: string, force: boolean): Promise<void> {
     this.#writable();
-    this.#backend(id);
+    this.#backend(id); // 404 at once for an unknown id, before waiting on the workers
     // Cluster: decide on the workers' counts as of now, not their last periodic report.
     if (!force) await this.#app.freshReports?.();
-    const b = this.#backend(id);
+    const b = this.#backend(id); // again: it may have changed (or gone) while we waited
     const p = this.#app.drains.progress(b);
     if (p.remaining > 0 && !force) {
       throw new ApiError('LB_BACKEND_BUSY', `backend "${id}" still has ${p.sessions} sessions, ${p.websockets} WebSockets and ${p.inFlight} requests in flight; drain it first or use ?force=true`);

@@ -140,7 +140,6 @@ export class ProxyRequest {
   }
 }
 
-
 /** node:http's own checks: a name that is not a token, or a value with CR, LF or NUL, throws a TypeError. */
 function checkField(name: string, value: string): void {
   validateHeaderName(name);

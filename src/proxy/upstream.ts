@@ -71,7 +71,6 @@ export interface UpstreamOptions {
 /** #readFraming's answer for a Transfer-Encoding other than just `chunked` (gzip, …). */
 const OTHER_CODING = -2;
 
-
 /** Steps an inactivity limit is checked in (see Connection#setTimeout). */
 const TIMEOUT_STEPS = 8;
 

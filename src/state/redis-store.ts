@@ -188,13 +188,17 @@ export class RedisStateStore implements StateStore {
       p.pexpire(conns, 60_000);
       p.hgetall(conns);
     }
+    // Per backend, PER_BACKEND replies in the order queued above: [del|zremrangebyscore, zcard, hset, pexpire, hgetall].
+    const PER_BACKEND = 5;
+    const ZCARD = 1;
+    const HGETALL = 4;
     try {
       const res = await p.exec();
       const counts = new Map<string, { sessions: number; inFlight: number; websockets: number }>();
       backends.forEach((b, i) => {
-        const at = batch.length + i * 5;
-        const c = { sessions: Number(res?.[at + 1]?.[1] ?? 0), inFlight: 0, websockets: 0 };
-        for (const [inst, v] of Object.entries((res?.[at + 4]?.[1] ?? {}) as Record<string, string>)) {
+        const at = batch.length + i * PER_BACKEND;
+        const c = { sessions: Number(res?.[at + ZCARD]?.[1] ?? 0), inFlight: 0, websockets: 0 };
+        for (const [inst, v] of Object.entries((res?.[at + HGETALL]?.[1] ?? {}) as Record<string, string>)) {
           const [f, w, until] = v.split(',').map(Number);
           if (inst === this.#instance || !(until > now)) continue;
           c.inFlight += f || 0;
